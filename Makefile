@@ -1,0 +1,50 @@
+# Switchboard: the two commands a newcomer needs are `make run` and `make test`.
+# Both install what is missing first (as root), or print the exact command to run and stop.
+
+SHELL := /bin/bash
+GO ?= go
+# System packages the build and the tests need (cgo codecs, pixel formats, browser tests).
+DEB_PACKAGES := gcc make pkg-config libopus-dev libvpx-dev libyuv-dev chromium
+GOFLAGS_TEST ?= -race -timeout 20m
+
+.PHONY: run test deps check-go lint unit bench fmt
+
+## run: start the service with the echo bot and print the URL to open.
+run: deps
+	$(GO) run ./cmd/switchboard demo
+
+## test: everything CI runs: formatting, vet, staticcheck, and all tests under the race detector.
+test: deps lint unit
+
+deps: check-go
+	@missing=(); for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing+=($$p); done; \
+	if [ $${#missing[@]} -gt 0 ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing: $${missing[*]}"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $${missing[*]} >/dev/null || exit 1; \
+		else \
+			echo "missing system packages; run as root:"; \
+			echo "  apt-get update && apt-get install -y $${missing[*]}"; \
+			exit 1; \
+		fi; \
+	fi
+
+check-go:
+	@command -v $(GO) >/dev/null || { echo "Go 1.26 or newer is needed: https://go.dev/doc/install"; exit 1; }
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+unit:
+	$(GO) test $(GOFLAGS_TEST) ./...
+
+## bench: the Go benchmarks of the media primitives.
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
