@@ -216,7 +216,8 @@ func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
 // Encode encodes one frame of pcm into out and returns the packet's length.
 // len(pcm) is the frame: FrameSamples for 20 ms, or another Opus frame
 // duration (2.5, 5, 10, 20, 40, 60, 80, 100 or 120 ms at 16 kHz). out should
-// be MaxPacketSize bytes long. With DTX on, a result of at most DTXPacketMax
+// be MaxPacketSize bytes long: libopus fits the packet to len(out), lowering
+// the quality if it must, and into 1 or 2 bytes only the table of contents. With DTX on, a result of at most DTXPacketMax
 // bytes means silence that need not be sent.
 func (e *Encoder) Encode(pcm []int16, out []byte) (int, error) {
 	if e.st == nil {
