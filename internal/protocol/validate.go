@@ -203,7 +203,7 @@ func (w *Workflow) Validate() error {
 	answers, rejects := 0, 0
 	for i := range w.Actions {
 		if err := w.Actions[i].Validate(); err != nil {
-			return fmt.Errorf("Workflow.actions[%d]: %w", i, err)
+			return fmt.Errorf("actions[%d]: %w", i, err)
 		}
 		switch w.Actions[i].Action {
 		case ActionAnswer:
@@ -333,7 +333,7 @@ func (n *Notification) Validate() error {
 		}
 		for i := range n.Participants {
 			if err := n.Participants[i].Validate(); err != nil {
-				return fmt.Errorf("Notification.participants[%d]: %w", i, err)
+				return fmt.Errorf("participants[%d]: %w", i, err)
 			}
 			for j := range i {
 				if n.Participants[j].ID == n.Participants[i].ID {
