@@ -1,0 +1,242 @@
+package rtc
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"net"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// Codecs of the service ↔ bot session. Payload types are fixed so that forwarded RTP needs no
+// payload type rewriting.
+const (
+	PayloadTypeOpus webrtc.PayloadType = 111
+	PayloadTypeVP8  webrtc.PayloadType = 96
+
+	OpusClockRate  = 48000
+	OpusChannels   = 2 // as SDP names Opus; the payload itself is mono
+	OpusFmtp       = "minptime=10;useinbandfec=1"
+	VideoClockRate = 90000
+
+	// OpusFrameTicks is the RTP timestamp step of one 20 ms Opus frame.
+	OpusFrameTicks = OpusClockRate / 50
+)
+
+// OpusCodec is the Opus codec of the session.
+func OpusCodec() webrtc.RTPCodecParameters {
+	return webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType:    webrtc.MimeTypeOpus,
+			ClockRate:   OpusClockRate,
+			Channels:    OpusChannels,
+			SDPFmtpLine: OpusFmtp,
+		},
+		PayloadType: PayloadTypeOpus,
+	}
+}
+
+// VP8Codec is the VP8 codec of the session, with its RTCP feedback: NACK, PLI, FIR, REMB and
+// transport-wide congestion control.
+func VP8Codec() webrtc.RTPCodecParameters {
+	return webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType:  webrtc.MimeTypeVP8,
+			ClockRate: VideoClockRate,
+			RTCPFeedback: []webrtc.RTCPFeedback{
+				{Type: webrtc.TypeRTCPFBNACK},
+				{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+				{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+				{Type: webrtc.TypeRTCPFBGoogREMB},
+				{Type: webrtc.TypeRTCPFBTransportCC},
+			},
+		},
+		PayloadType: PayloadTypeVP8,
+	}
+}
+
+// NewMediaEngine returns a media engine with exactly the session's codecs (Opus 111, VP8 96),
+// their RTCP feedback, and the header extensions mid, audio level (audio) and transport-wide
+// sequence numbers (both kinds).
+func NewMediaEngine() (*webrtc.MediaEngine, error) {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(OpusCodec(), webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("rtc: register Opus: %w", err)
+	}
+	if err := m.RegisterCodec(VP8Codec(), webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, fmt.Errorf("rtc: register VP8: %w", err)
+	}
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeAudio)
+	exts := []struct {
+		uri  string
+		kind webrtc.RTPCodecType
+	}{
+		{sdp.SDESMidURI, webrtc.RTPCodecTypeAudio},
+		{sdp.SDESMidURI, webrtc.RTPCodecTypeVideo},
+		{sdp.AudioLevelURI, webrtc.RTPCodecTypeAudio},
+		{sdp.TransportCCURI, webrtc.RTPCodecTypeAudio},
+		{sdp.TransportCCURI, webrtc.RTPCodecTypeVideo},
+	}
+	for _, e := range exts {
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, e.kind); err != nil {
+			return nil, fmt.Errorf("rtc: register header extension %s: %w", e.uri, err)
+		}
+	}
+	return m, nil
+}
+
+// NewInterceptorRegistry returns the interceptors both sides run: NACK generation and response
+// (video only, as negotiated), RTCP sender and receiver reports, and transport-wide congestion
+// control (sequence numbers on what is sent, feedback on what is received).
+func NewInterceptorRegistry(m *webrtc.MediaEngine) (*interceptor.Registry, error) {
+	reg := &interceptor.Registry{}
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("rtc: NACK generator: %w", err)
+	}
+	resp, err := nack.NewResponderInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("rtc: NACK responder: %w", err)
+	}
+	reg.Add(resp)
+	reg.Add(gen)
+	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+		return nil, fmt.Errorf("rtc: RTCP reports: %w", err)
+	}
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
+		return nil, fmt.Errorf("rtc: TWCC header extension: %w", err)
+	}
+	if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
+		return nil, fmt.Errorf("rtc: TWCC feedback: %w", err)
+	}
+	return reg, nil
+}
+
+// LoopbackOnly restricts candidate gathering to the loopback interface, for tests and local
+// development on one machine.
+func LoopbackOnly(s *webrtc.SettingEngine) {
+	s.SetInterfaceFilter(func(name string) bool { return name == "lo" || name == "lo0" })
+	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() && ip.To4() != nil })
+	s.SetIncludeLoopbackCandidate(true)
+	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+}
+
+// BotTransport is the bot's side of the transport: every call shares Mux (one UDP port).
+type BotTransport struct {
+	Mux ice.UDPMux
+	// PublicIP, if set, replaces the host candidate's address (1:1 NAT in front of the bot).
+	PublicIP string
+	// PublicPort, if set and different from the mux's port, replaces the candidate's port.
+	InternalPort, PublicPort int
+	// Loopback includes loopback candidates (a bot and service on one machine).
+	Loopback bool
+	// LoggerFactory for pion's logs; nil silences them below warnings.
+	LoggerFactory logging.LoggerFactory
+}
+
+// BotSettingEngine returns the setting engine of the bot: ICE-lite on the shared mux, DTLS server
+// when answering, UDP over IPv4 only, and the public address for its candidate.
+func BotSettingEngine(t BotTransport) (webrtc.SettingEngine, error) {
+	var s webrtc.SettingEngine
+	s.SetLite(true)
+	s.SetICEUDPMux(t.Mux)
+	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if err := s.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+		return s, fmt.Errorf("rtc: DTLS server role: %w", err)
+	}
+	if t.Loopback {
+		s.SetIncludeLoopbackCandidate(true)
+	}
+	if t.PublicIP != "" || (t.PublicPort != 0 && t.PublicPort != t.InternalPort) {
+		rule := webrtc.ICEAddressRewriteRule{
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}
+		if t.PublicIP != "" {
+			rule.External = []string{t.PublicIP}
+		}
+		if t.PublicPort != 0 && t.PublicPort != t.InternalPort {
+			rule.OriginalPort, rule.NewPort = t.InternalPort, t.PublicPort
+		}
+		if err := s.SetICEAddressRewriteRules(rule); err != nil {
+			return s, fmt.Errorf("rtc: public address %s:%d: %w", t.PublicIP, t.PublicPort, err)
+		}
+	}
+	if t.LoggerFactory != nil {
+		s.LoggerFactory = t.LoggerFactory
+	} else {
+		s.LoggerFactory = quietLoggers()
+	}
+	return s, nil
+}
+
+// ServiceSettingEngine returns the setting engine of the service's side of a bot session (the
+// offerer; ICE controlling and DTLS client follow from offering to an ICE-lite DTLS server).
+func ServiceSettingEngine(loopback bool) webrtc.SettingEngine {
+	var s webrtc.SettingEngine
+	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if loopback {
+		LoopbackOnly(&s)
+	}
+	s.LoggerFactory = quietLoggers()
+	return s
+}
+
+func quietLoggers() logging.LoggerFactory {
+	f := logging.NewDefaultLoggerFactory()
+	f.DefaultLogLevel = logging.LogLevelError
+	return f
+}
+
+// NewAPI builds a pion API from the session's media engine and interceptors and the given
+// setting engine.
+func NewAPI(s webrtc.SettingEngine) (*webrtc.API, error) {
+	m, err := NewMediaEngine()
+	if err != nil {
+		return nil, err
+	}
+	reg, err := NewInterceptorRegistry(m)
+	if err != nil {
+		return nil, err
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s)), nil
+}
+
+// GenerateCertificate makes a self-signed ECDSA P-256 certificate for DTLS, valid for a year.
+// Its fingerprint goes into the SDP, so no certificate authority is involved.
+func GenerateCertificate() (*webrtc.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("rtc: generate DTLS key: %w", err)
+	}
+	return CertificateFromKey(key, "switchboard")
+}
+
+// CertificateFromKey makes a self-signed DTLS certificate for key with the given common name.
+func CertificateFromKey(key *ecdsa.PrivateKey, commonName string) (*webrtc.Certificate, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, fmt.Errorf("rtc: certificate serial: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: commonName},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(365 * 24 * time.Hour),
+	}
+	return webrtc.NewCertificate(key, *tmpl)
+}

@@ -1,0 +1,164 @@
+package rtc_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestLayoutLinesAndMIDs(t *testing.T) {
+	l := rtc.DefaultLayout()
+	lines := l.Lines()
+	if len(lines) != l.Audio+l.Video+1 {
+		t.Fatalf("lines = %d", len(lines))
+	}
+	for _, line := range lines {
+		got, ok := rtc.ParseMID(line.MID)
+		if !ok || got != line {
+			t.Errorf("ParseMID(%q) = %+v, %v; want %+v", line.MID, got, ok, line)
+		}
+	}
+	for _, bad := range []string{"", "audio", "audio01", "video-1", "videox", "audio123", "0"} {
+		if _, ok := rtc.ParseMID(bad); ok {
+			t.Errorf("ParseMID(%q) ok", bad)
+		}
+	}
+	if !lines[0].BotSends() || lines[1].BotSends() || !lines[l.Audio].BotSends() || lines[len(lines)-1].BotSends() {
+		t.Errorf("BotSends wrong: %+v", lines)
+	}
+	if err := (rtc.Layout{Audio: 0}).Validate(); err == nil {
+		t.Error("Validate accepted 0 audio lines")
+	}
+}
+
+func FuzzParseMID(f *testing.F) {
+	for _, s := range []string{"audio0", "video15", "screenshare", "audio", "video00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, mid string) {
+		line, ok := rtc.ParseMID(mid)
+		if ok && line.MID != mid {
+			t.Fatalf("ParseMID(%q) mid %q", mid, line.MID)
+		}
+		if ok && line.Kind != rtc.KindScreenShare {
+			var want string
+			if line.Kind == rtc.KindAudio {
+				want = rtc.AudioMID(line.Index)
+			} else {
+				want = rtc.VideoMID(line.Index)
+			}
+			if want != mid {
+				t.Fatalf("ParseMID(%q) = %+v, not canonical", mid, line)
+			}
+		}
+	})
+}
+
+// TestBotAnswersAndReceives connects a bare bot-side peer connection (ICE-lite on a UDP mux, DTLS
+// server) to the service-role test peer and checks that forwarded audio keeps its CSRC.
+func TestBotAnswersAndReceives(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := webrtc.NewICEUDPMux(nil, conn)
+	defer mux.Close()
+	se, err := rtc.BotSettingEngine(rtc.BotTransport{Mux: mux, Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := rtc.NewAPI(se)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := rtctest.New(rtctest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	offer, err := peer.Offer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mids, dirs, err := rtc.MIDs(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("offer mids %v dirs %v", mids, dirs)
+	if mids[0] != "audio0" || dirs[0] != webrtc.RTPTransceiverDirectionSendrecv || dirs[1] != webrtc.RTPTransceiverDirectionSendonly {
+		t.Fatalf("offer layout: %v %v", mids, dirs)
+	}
+
+	bot, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bot.Close()
+	got := make(chan uint32, 1)
+	bot.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			if len(p.CSRC) > 0 {
+				select {
+				case got <- p.CSRC[0]:
+				default:
+				}
+			}
+		}
+	})
+	if err := bot.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := rtc.CompleteAnswer(ctx, bot, func(s string) (string, error) {
+		return rtc.SetDirections(s, map[string]webrtc.RTPTransceiverDirection{"audio2": webrtc.RTPTransceiverDirectionInactive})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"a=ice-lite", "a=setup:passive", "127.0.0.1"} {
+		if !strings.Contains(answer, want) {
+			t.Errorf("answer lacks %q:\n%s", want, answer)
+		}
+	}
+	mids, dirs, _ = rtc.MIDs(answer)
+	t.Logf("answer mids %v dirs %v", mids, dirs)
+	if dirs[2] != webrtc.RTPTransceiverDirectionInactive {
+		t.Errorf("audio2 direction %v", dirs[2])
+	}
+	if err := peer.Accept(answer); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pcm := make([]int16, 320)
+	for i := 0; i < 200; i++ {
+		if err := peer.SendAudio(1, 42, pcm); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case src := <-got:
+			if src != 42 {
+				t.Fatalf("CSRC %d", src)
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatal("no audio reached the bot")
+}
