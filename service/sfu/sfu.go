@@ -1,0 +1,239 @@
+// Package sfu is the calling service's selective forwarding unit: it receives each participant's
+// media over WebRTC and forwards it, without re-encoding, to the other participants of its
+// conference and to the bots in it.
+//
+// Browsers publish Opus (with the RFC 6464 audio level extension) and VP8 in up to three
+// simulcast layers (rids q, h, f), plus an optional screen share, on a publisher peer connection
+// they offer; they receive everyone else's audio and the video they subscribe to on a subscriber
+// peer connection the SFU offers. A bot has one peer connection that the SFU offers in the layout
+// of internal/rtc: its audio m-lines carry the loudest speakers with the source id in CSRC[0],
+// its video m-lines the participants it subscribes to.
+//
+// Packets are read by one goroutine per incoming track and written, rewritten (SSRC, sequence
+// number, timestamp, VP8 picture id), straight to the receivers' tracks; the path allocates
+// nothing. NACKs are answered by pion/interceptor's responder from its retransmission buffer;
+// PLI and FIR from a receiver reach the publisher, rate-limited. Each conference runs a tick that
+// measures loudness, detects the dominant speaker, assigns the loudest speakers to bot slots and
+// adapts video layers to the receivers' estimates.
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
+)
+
+// Config configures an SFU. The zero value listens on one ephemeral UDP port on all interfaces.
+type Config struct {
+	// UDPAddr is the address of the one UDP socket all peer connections share (ICE UDP mux),
+	// "host:port". Empty: ":0" (or "127.0.0.1:0" with Loopback). Ignored when PortMin is set.
+	UDPAddr string
+	// PortMin and PortMax, when set, make each peer connection take its own port from the range
+	// instead of sharing one.
+	PortMin, PortMax uint16
+	// Loopback restricts ICE to the loopback interface (tests, a service and its bots and
+	// browser on one machine).
+	Loopback bool
+	// PublicIPs, if set, replace the host candidates' addresses (1:1 NAT in front of the service).
+	PublicIPs []string
+	// BotAudioSlots is the default number of loudest speakers sent to a bot. Default 3.
+	BotAudioSlots int
+	// Speaker tunes the dominant-speaker detector.
+	Speaker SpeakerConfig
+	// Tick is the period of each conference's loudness, dominant speaker and layer work. Default
+	// 100 ms. Negative: no ticker; the owner calls Conference.Tick (tests in virtual time).
+	Tick time.Duration
+	// Registerer receives the SFU's metrics; nil registers them nowhere.
+	Registerer prometheus.Registerer
+	// Logger for the SFU's own events (never per packet). Default slog.Default().
+	Logger *slog.Logger
+	// LoggerFactory for pion's logs. Default: errors only.
+	LoggerFactory logging.LoggerFactory
+}
+
+// Sentinel errors callers branch on.
+var (
+	ErrClosed              = errors.New("sfu: closed")
+	ErrConferenceNotFound  = errors.New("sfu: conference not found")
+	ErrParticipantExists   = errors.New("sfu: participant already in the conference")
+	ErrParticipantNotFound = errors.New("sfu: participant not found")
+	ErrSourceNotFound      = errors.New("sfu: source not found")
+	ErrNotBot              = errors.New("sfu: not a bot participant")
+	ErrIsBot               = errors.New("sfu: a bot has no publisher/subscriber pair")
+	ErrBadSlot             = errors.New("sfu: no such slot")
+)
+
+// SFU is a set of conferences sharing one pion API and one UDP port.
+type SFU struct {
+	cfg     Config
+	api     *webrtc.API
+	conn    net.PacketConn
+	mux     ice.UDPMux
+	log     *slog.Logger
+	metrics *metrics
+
+	mu     sync.Mutex
+	confs  map[string]*Conference
+	nextID uint32
+	closed bool
+}
+
+// New starts an SFU: it opens the UDP socket and builds the pion API (internal/rtc's codecs and
+// interceptors, with the simulcast header extensions).
+func New(cfg Config) (*SFU, error) {
+	if cfg.BotAudioSlots <= 0 {
+		cfg.BotAudioSlots = rtc.DefaultAudioLines
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = 100 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Speaker = cfg.Speaker.withDefaults()
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &SFU{cfg: cfg, log: cfg.Logger, metrics: m, confs: make(map[string]*Conference)}
+
+	se := rtc.ServiceSettingEngine(cfg.Loopback)
+	if cfg.LoggerFactory != nil {
+		se.LoggerFactory = cfg.LoggerFactory
+	}
+	if len(cfg.PublicIPs) > 0 {
+		rule := webrtc.ICEAddressRewriteRule{External: cfg.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode: webrtc.ICEAddressRewriteReplace}
+		if err := se.SetICEAddressRewriteRules(rule); err != nil {
+			return nil, fmt.Errorf("sfu: public addresses %v: %w", cfg.PublicIPs, err)
+		}
+	}
+	if cfg.PortMin != 0 {
+		if err := se.SetEphemeralUDPPortRange(cfg.PortMin, cfg.PortMax); err != nil {
+			return nil, fmt.Errorf("sfu: UDP port range %d-%d: %w", cfg.PortMin, cfg.PortMax, err)
+		}
+	} else {
+		addr := cfg.UDPAddr
+		if addr == "" {
+			addr = ":0"
+			if cfg.Loopback {
+				addr = "127.0.0.1:0"
+			}
+		}
+		conn, err := net.ListenPacket("udp4", addr)
+		if err != nil {
+			return nil, fmt.Errorf("sfu: listen UDP %s: %w", addr, err)
+		}
+		s.conn = conn
+		s.mux = webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice"), conn)
+		se.SetICEUDPMux(s.mux)
+	}
+	me, err := rtc.NewMediaEngine()
+	if err != nil {
+		s.closeSocket()
+		return nil, fmt.Errorf("sfu: media engine: %w", err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		s.closeSocket()
+		return nil, fmt.Errorf("sfu: simulcast header extensions: %w", err)
+	}
+	reg, err := rtc.NewInterceptorRegistry(me)
+	if err != nil {
+		s.closeSocket()
+		return nil, fmt.Errorf("sfu: interceptors: %w", err)
+	}
+	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	return s, nil
+}
+
+func (s *SFU) closeSocket() {
+	if s.mux != nil {
+		_ = s.mux.Close()
+	}
+	if s.conn != nil {
+		_ = s.conn.Close()
+	}
+}
+
+// UDPAddr is the address of the shared UDP socket, nil with a port range.
+func (s *SFU) UDPAddr() net.Addr {
+	if s.conn == nil {
+		return nil
+	}
+	return s.conn.LocalAddr()
+}
+
+// Conference returns the conference with this id, creating it if needed.
+func (s *SFU) Conference(id string) (*Conference, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if c, ok := s.confs[id]; ok {
+		return c, nil
+	}
+	c := newConference(s, id)
+	s.confs[id] = c
+	s.metrics.conferences.Inc()
+	return c, nil
+}
+
+// Lookup returns an existing conference.
+func (s *SFU) Lookup(id string) (*Conference, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.confs[id]; ok {
+		return c, nil
+	}
+	return nil, fmt.Errorf("conference %q: %w", id, ErrConferenceNotFound)
+}
+
+func (s *SFU) forget(c *Conference) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.confs[c.id] == c {
+		delete(s.confs, c.id)
+		s.metrics.conferences.Dec()
+	}
+}
+
+// newSourceIDs reserves n consecutive source ids (never 0).
+func (s *SFU) newSourceIDs(n uint32) uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first := s.nextID + 1
+	s.nextID += n
+	return first
+}
+
+// Close closes every conference and the UDP socket. It is idempotent and returns after every
+// goroutine of the SFU has ended.
+func (s *SFU) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	confs := make([]*Conference, 0, len(s.confs))
+	for _, c := range s.confs {
+		confs = append(confs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range confs {
+		c.Close()
+	}
+	s.closeSocket()
+	return nil
+}
