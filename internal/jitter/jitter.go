@@ -36,23 +36,24 @@ const (
 	DefaultMinDepth = 20 * time.Millisecond
 	DefaultMaxDepth = 200 * time.Millisecond
 
-	maxPacketTicks = 5760 // 120 ms, the longest Opus packet
-	halfFrame      = FrameTicks / 2
-	historySize    = 1024                   // sequence numbers remembered for duplicate detection
-	maxSeqJump     = 1000                   // a larger jump is a restart or a stray packet
-	maxEarly       = time.Second            // a packet this much earlier than the stream's timing is an outlier
-	maxLate        = 2 * time.Second        // and this much later
-	lateHeadroom   = 10 * time.Millisecond  // added to the delay a late packet would have needed
-	baseHeadroom   = 10 * time.Millisecond  // added to the jitter-derived depth
-	stretchAt      = halfFrame              // stretch when the playout runs this far ahead of its target
-	skipAt         = 2 * FrameTicks         // shrink when this far behind its target
-	skipEvery      = 50                     // slots between two shrinking skips of audible packets
-	transitForget  = 10                     // the minimum transit creeps up by 1/2^transitForget of the excess per packet
-	targetShrink   = 256                    // the target moves 1/targetShrink of the way down per packet
-	boostDecay     = 9                      // late-packet headroom decays by 1/2^boostDecay per packet
-	jitterGain     = 16                     // RFC 3550 jitter filter gain
-	jitterFactor   = 3                      // target covers jitterFactor times the RFC 3550 jitter
-	nsPerTickNum   = int64(time.Second) / 8 // ticks→ns is t*nsPerTickNum/(ClockRate/8), exact
+	maxPacketTicks  = 5760 // 120 ms, the longest Opus packet
+	halfFrame       = FrameTicks / 2
+	historySize     = 1024                   // sequence numbers remembered for duplicate detection
+	maxSeqJump      = 1000                   // a larger jump is a restart or a stray packet
+	maxEarly        = time.Second            // a packet this much earlier than the stream's timing is an outlier
+	maxLate         = 2 * time.Second        // and this much later
+	lateHeadroom    = 10 * time.Millisecond  // added to the delay a late packet would have needed
+	baseHeadroom    = 10 * time.Millisecond  // added to the jitter-derived depth
+	stretchAt       = halfFrame              // stretch when the playout runs this far ahead of its target
+	skipAt          = 2 * FrameTicks         // shrink when this far behind its target
+	skipEvery       = 50                     // slots between two shrinking skips of audible packets
+	transitForget   = 10                     // the minimum transit creeps up by 1/2^transitForget of the excess per packet
+	targetShrink    = 256                    // the target moves 1/targetShrink of the way down per packet
+	boostDecay      = 9                      // late-packet headroom decays by 1/2^boostDecay per packet
+	jitterGain      = 16                     // RFC 3550 jitter filter gain
+	jitterFactor    = 3                      // target covers jitterFactor times the RFC 3550 jitter
+	lossHoldPackets = 500                    // after a loss, keep room for the next packet's FEC this long
+	nsPerTickNum    = int64(time.Second) / 8 // ticks→ns is t*nsPerTickNum/(ClockRate/8), exact
 )
 
 // Sentinel errors returned by Push. Every one of them means the packet was
@@ -206,6 +207,7 @@ type Buffer struct {
 
 	jitter   float64 // ns
 	boost    time.Duration
+	lossHold int // packets to go with one more frame of depth, so that FEC finds the next packet
 	target   time.Duration
 	lostPrev uint64
 
@@ -470,6 +472,10 @@ func (b *Buffer) timing(arrival time.Duration, t int64) time.Duration {
 // retarget recomputes the target depth: up at once, down slowly.
 func (b *Buffer) retarget() {
 	want := max(time.Duration(b.jitter*jitterFactor), b.boost) + baseHeadroom
+	if b.lossHold > 0 {
+		b.lossHold--
+		want = max(want, b.minDepth+ticksDur(FrameTicks))
+	}
 	want = max(b.minDepth, min(b.maxDepth, want))
 	if want >= b.target {
 		b.target = want
@@ -603,14 +609,22 @@ func (b *Buffer) Pop(now time.Duration) Frame {
 			b.stats.Skipped++
 		}
 	default:
+		// A gap in the sequence: the slot belongs to a missing packet. Which
+		// one follows from the timestamps (slots may have passed as
+		// underruns already); only the one just before h can be recovered
+		// from h's forward error correction.
 		f.Kind = Lost
 		b.stats.LostSlots++
-		if h.seq == b.nextSeq+1 && h.ticks == FrameTicks {
+		b.lossHold = lossHoldPackets
+		k := (h.ts - b.playTs + halfFrame) / FrameTicks
+		missing := max(b.nextSeq, h.seq-k)
+		f.Seq = uint16(missing)
+		if missing == h.seq-1 && h.ticks == FrameTicks {
 			if d := h.ts - (b.playTs + FrameTicks); d >= -halfFrame && d <= halfFrame {
 				f.Payload = b.payload(h)
 			}
 		}
-		b.nextSeq++
+		b.nextSeq = missing + 1
 		b.playTs += FrameTicks
 	}
 	return f
