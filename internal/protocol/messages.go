@@ -1,5 +1,7 @@
 package protocol
 
+import "encoding/json"
+
 // Modality is a kind of media a call offers.
 type Modality string
 
@@ -298,4 +300,21 @@ type JoinResponse struct {
 // bot into the conference.
 type InviteRequest struct {
 	AppID string `json:"appId"`
+}
+
+// MarshalJSON encodes n with only the fields of its type; a rosterUpdate always carries its
+// participants array, even when the roster is empty.
+func (n Notification) MarshalJSON() ([]byte, error) {
+	type plain Notification
+	if n.Type == NotificationRosterUpdate {
+		p := n.Participants
+		if p == nil {
+			p = []Participant{}
+		}
+		return json.Marshal(struct {
+			plain
+			Participants []Participant `json:"participants"`
+		}{plain(n), p})
+	}
+	return json.Marshal(plain(n))
 }
