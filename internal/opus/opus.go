@@ -25,6 +25,10 @@ static int sb_enc_get(OpusEncoder *st, int request, opus_int32 *value) {
 	return opus_encoder_ctl(st, request, value);
 }
 
+static int sb_dec_reset(OpusDecoder *st) {
+	return opus_decoder_ctl(st, OPUS_RESET_STATE);
+}
+
 // sb_packet_samples validates the whole packet structure (opus_packet_parse
 // checks every frame length against the packet length) before counting its
 // samples at rate fs.
@@ -455,6 +459,22 @@ func (d *Decoder) decode(packet []byte, pcm []int16, frameSize int, fec C.int) (
 		return 0, Error(n)
 	}
 	return int(n), nil
+}
+
+// Reset returns the decoder to its state just after NewDecoder, forgetting
+// the audio decoded so far: use it when a stream restarts (a new RTP
+// synchronisation source) so that concealment does not extrapolate from the
+// old one.
+func (d *Decoder) Reset() error {
+	if d.st == nil {
+		return ErrClosed
+	}
+	r := C.sb_dec_reset(d.st)
+	runtime.KeepAlive(d)
+	if r != C.OPUS_OK {
+		return fmt.Errorf("opus: reset decoder: %w", Error(r))
+	}
+	return nil
 }
 
 // Close frees the decoder's C state. It is idempotent; afterwards every

@@ -477,6 +477,7 @@ func TestClose(t *testing.T) {
 		"Decode":               second(d.Decode([]byte{0x48}, pcm)),
 		"DecodePLC":            second(d.DecodePLC(pcm)),
 		"DecodeFEC":            second(d.DecodeFEC([]byte{0x48}, pcm)),
+		"Reset":                d.Reset(),
 	} {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
@@ -537,14 +538,42 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Add([]byte{0x4b, 0x07, 1, 2, 3})
+	// One decoder per worker process, reset for each input: creating one
+	// costs more than decoding a packet.
+	d, err := NewDecoder()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(d.Close)
 	f.Fuzz(func(t *testing.T, packet []byte) {
-		d, err := NewDecoder()
-		if err != nil {
+		if err := d.Reset(); err != nil {
 			t.Fatal(err)
 		}
-		defer d.Close()
-		checkDecodeConsistent(t, d, packet)
-		// And the packet once more after the decoder has state.
 		checkDecodeConsistent(t, d, packet)
 	})
+}
+
+// After Reset, a decoder decodes exactly as a new one does.
+func TestReset(t *testing.T) {
+	pkts := encodeAll(t, newEncoder(t, EncoderConfig{}), speechLike(SampleRate/2))
+	used := newDecoder(t)
+	decodeWith := func(d *Decoder, pkts [][]byte) []int16 {
+		var all []int16
+		pcm := make([]int16, FrameSamples)
+		for _, p := range pkts {
+			n, err := d.Decode(p, pcm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, pcm[:n]...)
+		}
+		return all
+	}
+	decodeWith(used, pkts)
+	if err := used.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(decodeWith(used, pkts[5:]), decodeWith(newDecoder(t), pkts[5:])) {
+		t.Error("a reset decoder decodes differently from a new one")
+	}
 }
