@@ -231,6 +231,11 @@ func (a *Assembler) Next() (Frame, bool) {
 			a.skipBroken()
 			continue
 		}
+		if !a.anchored && a.needKey && s.data[0]&1 != 0 && !a.expired(s.ts) {
+			// The stream's first complete frame is a delta frame: the key frame may be before
+			// it, reordered. Wait for it before giving up the earlier positions.
+			return Frame{}, false
+		}
 		f := a.emit(end)
 		if !f.Key && a.needKey {
 			a.dropTS(f.Timestamp)
@@ -266,12 +271,9 @@ func (a *Assembler) walk(first *slot) (end uint16, state int) {
 		case s == nil:
 			a.walked = i - 1
 			return 0, walkIncomplete
-		case s.ts != first.ts:
-			if s.start || s.filler {
-				return p - 1, walkComplete // the sender left out the marker bit
-			}
-			return 0, walkBroken
-		case s.filler || s.start:
+		case s.filler || (s.start && s.ts != first.ts):
+			return p - 1, walkComplete // the sender left out the marker bit
+		case s.start || s.ts != first.ts:
 			return 0, walkBroken
 		case s.marker:
 			return p, walkComplete

@@ -48,10 +48,11 @@ func (d *Decoder) NeedKeyFrame() bool { return d.needKey }
 // shows no picture (a hidden frame) returns width and height 0 and a nil error.
 //
 // Errors: ErrNeedKeyFrame for a delta frame while the decoder has no valid reference,
-// ErrCorrupt for an empty, truncated or rejected frame (after which the decoder needs a key
-// frame).
+// ErrCorrupt for an empty, truncated or rejected frame. After any error but ErrShortBuffer the
+// decoder needs a key frame.
 func (d *Decoder) Decode(frame []byte, dst []byte) (width, height int, err error) {
 	if len(frame) == 0 {
+		d.needKey = true
 		return 0, 0, fmt.Errorf("%w: empty frame", ErrCorrupt)
 	}
 	key := frame[0]&1 == 0
