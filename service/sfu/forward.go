@@ -181,12 +181,12 @@ func (u *upstream) requestKeyframe(now int64) {
 	}
 }
 
-// takeLoudness returns the mean loudness since the last call (0 when no packet came).
+// takeLoudness returns the mean loudness since the last call, -1 when no packet came.
 func (u *upstream) takeLoudness() float64 {
 	v := u.meter.Swap(0)
 	n := v & 0xffffff
 	if n == 0 {
-		return 0
+		return -1
 	}
 	return float64(v>>24) / float64(n)
 }

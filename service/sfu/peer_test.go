@@ -138,13 +138,24 @@ func joinPeer(t *testing.T, api *webrtc.API, c *Conference, name string, video b
 }
 
 func (tp *testPeer) onOffer(offer string) {
+	select {
+	case <-tp.stopSend:
+		return // closing: offers made while others leave are moot
+	default:
+	}
 	if err := tp.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		if tp.sub.ConnectionState() == webrtc.PeerConnectionStateClosed {
+			return
+		}
 		tp.t.Errorf("%s: subscriber offer: %v", tp.name, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	answer, err := rtc.CompleteAnswer(ctx, tp.sub, nil)
+	if err != nil && tp.sub.ConnectionState() == webrtc.PeerConnectionStateClosed {
+		return
+	}
 	if err != nil {
 		tp.t.Errorf("%s: subscriber answer: %v", tp.name, err)
 		return

@@ -44,7 +44,10 @@ func (c SpeakerConfig) withDefaults() SpeakerConfig {
 }
 
 // Loudness is one audio stream's measurement over the last interval: the mean of (127 - level)
-// over its packets, so that louder is larger and silence (or no packets) is 0.
+// over its packets, so that louder is larger and digital silence is 0. A negative Value means no
+// packet came in the interval: the stream keeps its smoothed loudness for up to Smoothing × 3,
+// then decays as silence (so that jitter in packet arrival does not read as silence, and a stream
+// that stopped sending without leaving still fades).
 type Loudness struct {
 	Source uint32
 	Value  float64
@@ -60,6 +63,7 @@ type Loudness struct {
 type Detector struct {
 	cfg        SpeakerConfig
 	smooth     map[uint32]float64
+	heard      map[uint32]time.Duration // when each source last had packets
 	last       time.Duration
 	started    bool
 	dominant   uint32 // 0: none
@@ -70,7 +74,7 @@ type Detector struct {
 
 // NewDetector returns a detector with cfg (zero fields take their defaults).
 func NewDetector(cfg SpeakerConfig) *Detector {
-	return &Detector{cfg: cfg.withDefaults(), smooth: make(map[uint32]float64)}
+	return &Detector{cfg: cfg.withDefaults(), smooth: make(map[uint32]float64), heard: make(map[uint32]time.Duration)}
 }
 
 // Dominant returns the dominant speaker's source id, 0 for none.
@@ -94,14 +98,26 @@ func (d *Detector) Update(now time.Duration, levels []Loudness) (dominant uint32
 	for id := range d.smooth {
 		if !hasSource(levels, id) {
 			delete(d.smooth, id)
+			delete(d.heard, id)
 		}
 	}
 	for _, l := range levels {
+		v := l.Value
+		if v < 0 {
+			if now-d.heard[l.Source] <= 3*d.cfg.Smoothing {
+				if _, ok := d.smooth[l.Source]; ok {
+					continue
+				}
+			}
+			v = 0
+		} else {
+			d.heard[l.Source] = now
+		}
 		s, ok := d.smooth[l.Source]
 		if !ok {
-			s = l.Value
+			s = v
 		}
-		d.smooth[l.Source] = s + (l.Value-s)*alpha
+		d.smooth[l.Source] = s + (v-s)*alpha
 	}
 	threshold := float64(127 - d.cfg.Silence)
 	var loudest uint32

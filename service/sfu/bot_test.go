@@ -1,0 +1,240 @@
+package sfu
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
+)
+
+// testBot is the bot's end of a bot leg in tests: it answers the SFU's offer, records what each
+// m-line receives and sends audio on the first audio line.
+type testBot struct {
+	pc       *webrtc.PeerConnection
+	mu       sync.Mutex
+	byMID    map[string]*recvStream
+	csrcSeen map[string]map[uint32]int // mid → CSRC[0] → packets
+	tagSeen  map[uint32]map[byte]int   // CSRC[0] → first payload byte → packets
+	wg       sync.WaitGroup
+	stop     chan struct{}
+}
+
+func connectBot(t *testing.T, api *webrtc.API, p *Participant) *testBot {
+	t.Helper()
+	b := &testBot{byMID: make(map[string]*recvStream), csrcSeen: make(map[string]map[uint32]int),
+		tagSeen: make(map[uint32]map[byte]int), stop: make(chan struct{})}
+	var err error
+	if b.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		t.Fatal(err)
+	}
+	b.pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		mid := ""
+		for _, x := range b.pc.GetTransceivers() {
+			if x.Receiver() == recv {
+				mid = x.Mid()
+			}
+		}
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			for {
+				pkt, _, err := tr.ReadRTP()
+				if err != nil {
+					return
+				}
+				b.record(mid, tr.Kind(), pkt)
+			}
+		}()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	offer, err := p.Offer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatal(err)
+	}
+	audio, err := webrtc.NewTrackLocalStaticRTP(rtc.OpusCodec().RTPCodecCapability, "bot-audio", "bot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, err := b.pc.AddTrack(audio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := rtc.CompleteAnswer(ctx, b.pc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Connect(ctx, answer); err != nil {
+		t.Fatal(err)
+	}
+	levelID := extID(sender.GetParameters().RTPParameters, sdp.AudioLevelURI)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for seq := uint16(1); ; seq++ {
+			select {
+			case <-b.stop:
+				return
+			case <-tick.C:
+			}
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960, PayloadType: 111},
+				Payload: []byte{'Z', 1, 2, 3}}
+			if levelID != 0 {
+				_ = pkt.Header.SetExtension(levelID, []byte{90})
+			}
+			_ = audio.WriteRTP(pkt)
+		}
+	}()
+	return b
+}
+
+func (b *testBot) record(mid string, kind webrtc.RTPCodecType, p *rtp.Packet) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rs := b.byMID[mid]
+	if rs == nil {
+		rs = &recvStream{payloads: make(map[byte]int)}
+		b.byMID[mid] = rs
+	}
+	rs.packets++
+	rs.seqs = append(rs.seqs, p.SequenceNumber)
+	var tag byte
+	if kind == webrtc.RTPCodecTypeVideo {
+		if d, ok := parseVP8(p.Payload); ok && len(p.Payload) > d.headerLen+10 {
+			tag = p.Payload[d.headerLen+10]
+		}
+	} else if len(p.Payload) > 0 {
+		tag = p.Payload[0]
+	}
+	rs.payloads[tag]++
+	if len(p.CSRC) == 0 {
+		return
+	}
+	src := p.CSRC[0]
+	rs.csrc = src
+	if b.csrcSeen[mid] == nil {
+		b.csrcSeen[mid] = make(map[uint32]int)
+	}
+	b.csrcSeen[mid][src]++
+	if b.tagSeen[src] == nil {
+		b.tagSeen[src] = make(map[byte]int)
+	}
+	b.tagSeen[src][tag]++
+}
+
+func (b *testBot) onSlots(src uint32) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for mid, m := range b.csrcSeen {
+		if len(mid) > 5 && mid[:5] == "audio" {
+			n += m[src]
+		}
+	}
+	return n
+}
+
+func (b *testBot) close() {
+	close(b.stop)
+	_ = b.pc.Close()
+	b.wg.Wait()
+}
+
+// TestBotLeg: the loudest three of four speakers reach the bot on its audio slots with their
+// source ids in CSRC[0] and their payloads; a newly loud speaker displaces a quiet one; the bot's
+// own audio reaches the browsers; a video slot subscription delivers the nearest layer with the
+// source id.
+func TestBotLeg(t *testing.T) {
+	s := newTestSFU(t, Config{})
+	c, err := s.Conference("bots")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := clientAPI(t)
+	var peers []*testPeer
+	for _, n := range []string{"A", "B", "C", "D"} {
+		peers = append(peers, joinPeer(t, api, c, n, n == "A"))
+	}
+	defer func() {
+		for _, p := range peers {
+			p.close()
+		}
+	}()
+	peers[0].setLevel(20)
+	peers[1].setLevel(25)
+	peers[2].setLevel(30)
+	peers[3].setLevel(120)
+	botP, err := c.AddBot("bot", BotOptions{DisplayName: "Bot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bot := connectBot(t, api, botP)
+	defer bot.close()
+
+	for _, p := range peers[:3] {
+		src := p.p.SourceID(StreamAudio)
+		eventually(t, "bot hears "+p.name, func() bool { return bot.onSlots(src) >= 20 })
+		bot.mu.Lock()
+		tags := bot.tagSeen[src]
+		if len(tags) != 1 || tags[p.tag] == 0 {
+			t.Errorf("CSRC %d (%s) carried payloads %v", src, p.name, tags)
+		}
+		bot.mu.Unlock()
+	}
+	if n := bot.onSlots(peers[3].p.SourceID(StreamAudio)); n != 0 {
+		t.Errorf("silent D reached the bot %d times while three were louder", n)
+	}
+	// D gets loud, C falls silent: D takes C's slot.
+	peers[3].setLevel(10)
+	peers[2].setLevel(127)
+	dsrc := peers[3].p.SourceID(StreamAudio)
+	eventually(t, "bot hears D", func() bool { return bot.onSlots(dsrc) >= 10 })
+
+	// The bot's own audio reaches a browser.
+	botAudio := trackID(StreamAudio, botP.SourceID(StreamAudio))
+	eventually(t, "A hears the bot", func() bool { rs, ok := peers[0].stream(botAudio); return ok && rs.payloads['Z'] >= 10 })
+
+	// Video slot 0: A's camera at 320×180 → layer q, CSRC = A's video source.
+	vsrc := peers[0].p.SourceID(StreamVideo)
+	eventually(t, "A's video published", func() bool {
+		for _, p := range c.Roster() {
+			for _, st := range p.Streams {
+				if st.SourceID == vsrc && st.Layers == 3 {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if err := botP.SubscribeVideo(0, vsrc, 320, 180); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "bot video slot", func() bool {
+		bot.mu.Lock()
+		defer bot.mu.Unlock()
+		rs := bot.byMID[rtc.VideoMID(0)]
+		return rs != nil && rs.payloads['0'] >= 5 && rs.csrc == vsrc
+	})
+	bot.mu.Lock()
+	if rs := bot.byMID[rtc.VideoMID(0)]; rs.payloads['1'] != 0 || rs.payloads['2'] != 0 {
+		t.Errorf("video slot got other layers: %v", rs.payloads)
+	}
+	bot.mu.Unlock()
+	if err := botP.SubscribeVideo(0, 9999, 0, 0); err == nil {
+		t.Error("subscribing an unknown source succeeded")
+	}
+	if err := botP.SubscribeVideo(7, vsrc, 0, 0); err == nil {
+		t.Error("subscribing a missing slot succeeded")
+	}
+}
