@@ -19,8 +19,10 @@ type memFile struct {
 }
 
 func (f *memFile) Write(p []byte) (int, error) {
-	if end := f.pos + int64(len(p)); end > int64(len(f.data)) {
+	if end := f.pos + int64(len(p)); end > int64(cap(f.data)) {
 		f.data = append(f.data, make([]byte, end-int64(len(f.data)))...)
+	} else if end > int64(len(f.data)) {
+		f.data = f.data[:end]
 	}
 	copy(f.data[f.pos:], p)
 	f.pos += int64(len(p))

@@ -58,6 +58,7 @@ type Writer struct {
 	writes      int   // Writes since the last size update
 	updateEvery int
 	buf         []byte
+	size        [4]byte // a size field being rewritten
 	err         error // sticky: the first error, or ErrClosed after Close
 }
 
@@ -141,13 +142,13 @@ func (w *Writer) Write(samples []int16) error {
 // updateSizes rewrites the RIFF and data sizes and returns to the end of the data.
 func (w *Writer) updateSizes() error {
 	w.writes = 0
-	var b [4]byte
-	binary.LittleEndian.PutUint32(b[:], uint32(headerSize-8+w.dataSize))
-	if err := w.writeAt(b[:], w.start+4); err != nil {
+	b := w.size[:]
+	binary.LittleEndian.PutUint32(b, uint32(headerSize-8+w.dataSize))
+	if err := w.writeAt(b, w.start+4); err != nil {
 		return err
 	}
-	binary.LittleEndian.PutUint32(b[:], uint32(w.dataSize))
-	if err := w.writeAt(b[:], w.start+40); err != nil {
+	binary.LittleEndian.PutUint32(b, uint32(w.dataSize))
+	if err := w.writeAt(b, w.start+40); err != nil {
 		return err
 	}
 	if _, err := w.w.Seek(w.start+headerSize+w.dataSize, io.SeekStart); err != nil {
