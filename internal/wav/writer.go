@@ -59,7 +59,7 @@ type Writer struct {
 	updateEvery int
 	buf         []byte
 	size        [4]byte // a size field being rewritten
-	err         error // sticky: the first error, or ErrClosed after Close
+	err         error   // sticky: the first error, or ErrClosed after Close
 }
 
 // NewWriter writes a WAV header for sampleRate and channels to w, at w's current position, and
