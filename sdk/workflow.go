@@ -1,0 +1,28 @@
+package sdk
+
+import "github.com/switchboard-rtc/switchboard/internal/protocol"
+
+// Workflow is a bot's decision about an incoming call, returned from OnIncomingCall. Make one
+// with Answer, Reject or Hangup; the zero Workflow rejects the call.
+type Workflow struct {
+	action protocol.ActionType
+	media  *MediaConfiguration
+	reason string
+}
+
+// Answer accepts the call. media binds the call's sockets to its media session; nil answers
+// without media (a signalling-only bot). The handler answers the service's SDP offer with media
+// and owns it from then on: it closes it at the call's cleanup, whatever happens.
+func Answer(media *MediaConfiguration) Workflow {
+	return Workflow{action: protocol.ActionAnswer, media: media}
+}
+
+// Reject declines the call; reason is passed to the service (it may be empty).
+func Reject(reason string) Workflow {
+	return Workflow{action: protocol.ActionReject, reason: reason}
+}
+
+// Hangup ends the call at once.
+func Hangup() Workflow {
+	return Workflow{action: protocol.ActionHangup}
+}
