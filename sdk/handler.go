@@ -491,6 +491,9 @@ type replyRecorder struct {
 
 func newReplyRecorder() *replyRecorder { return &replyRecorder{header: http.Header{}} }
 
-func (r *replyRecorder) Header() http.Header         { return r.header }
-func (r *replyRecorder) WriteHeader(status int)      { r.status = status }
-func (r *replyRecorder) Write(b []byte) (int, error) { r.body = append(r.body, b...); return len(b), nil }
+func (r *replyRecorder) Header() http.Header    { return r.header }
+func (r *replyRecorder) WriteHeader(status int) { r.status = status }
+func (r *replyRecorder) Write(b []byte) (int, error) {
+	r.body = append(r.body, b...)
+	return len(b), nil
+}
