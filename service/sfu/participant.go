@@ -274,14 +274,14 @@ func (p *Participant) shutdown(reason error) {
 	})
 }
 
-// Close removes the participant from its conference (as Conference.Remove).
+// Close removes the participant from its conference (as Conference.Remove) and waits for its
+// goroutines. Closing a participant that was already removed does nothing (whoever removed it
+// closes it), so Close may be called from OnClosed.
 func (p *Participant) Close() error {
-	err := p.conf.Remove(p.id)
-	if errors.Is(err, ErrParticipantNotFound) {
-		p.shutdown(nil)
-		return nil
+	if err := p.conf.Remove(p.id); err != nil && !errors.Is(err, ErrParticipantNotFound) {
+		return err
 	}
-	return err
+	return nil
 }
 
 func (p *Participant) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {

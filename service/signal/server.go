@@ -1,0 +1,572 @@
+// Package signal is the browser's signalling channel to the calling service: a WebSocket that
+// carries JSON messages to join a conference (or call a bot), exchange SDP offers and answers and
+// trickled ICE candidates with the SFU, receive roster and dominant-speaker events, mute, leave,
+// and resume a session after a dropped connection. docs/signalling.md documents the messages.
+//
+// Every message from a browser goes through Decode, a strict decoder with size limits; a
+// message it rejects gets an error message on that browser's connection and changes nothing
+// else.
+package signal
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-rtc/switchboard/service/sfu"
+)
+
+// Directory is what the signalling server asks of the call layer: which conference a room is,
+// and how to call a bot. A nil Directory maps a room to the conference "room:<name>" and knows no
+// bots.
+type Directory interface {
+	// Room returns the id of the SFU conference of a room, creating what the call layer needs.
+	Room(ctx context.Context, room string, caller Caller) (conferenceID string, err error)
+	// CallBot places a call from a browser to the named bot and returns the id of the SFU
+	// conference the browser joins (the call layer adds the bot's leg to it). An unknown bot is
+	// an error wrapping ErrNotFound.
+	CallBot(ctx context.Context, bot string, caller Caller) (conferenceID string, err error)
+	// Left tells the call layer that a browser participant left a conference.
+	Left(conferenceID, participantID string)
+}
+
+// Caller describes the browser participant to the call layer.
+type Caller struct {
+	ParticipantID string
+	DisplayName   string
+}
+
+// ErrNotFound is what a Directory wraps for an unknown bot or room.
+var ErrNotFound = errors.New("signal: not found")
+
+// Options tune a Server. The zero value works.
+type Options struct {
+	// Directory resolves rooms and bots; nil: rooms only.
+	Directory Directory
+	// Grace is how long a session whose connection dropped waits to be resumed. Default 30 s.
+	Grace time.Duration
+	// OriginPatterns are the extra origins allowed to open the WebSocket (the page's own origin
+	// always is).
+	OriginPatterns []string
+	// SendQueue bounds the messages waiting for a slow or absent connection; past it the
+	// session ends. Default 256.
+	SendQueue int
+	// Logger for session events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server serves the signalling WebSocket. Mount it on the path the web page dials.
+type Server struct {
+	sfu  *sfu.SFU
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]*session // by token
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// NewServer returns a signalling server for the conferences of s.
+func NewServer(s *sfu.SFU, opts Options) *Server {
+	if opts.Grace <= 0 {
+		opts.Grace = 30 * time.Second
+	}
+	if opts.SendQueue <= 0 {
+		opts.SendQueue = 256
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Server{sfu: s, opts: opts, log: opts.Logger, sessions: make(map[string]*session)}
+}
+
+// session is one browser participant, across the connections it resumes on.
+type session struct {
+	srv   *Server
+	token string
+	id    string
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	conn    *websocket.Conn
+	out     [][]byte
+	conf    *sfu.Conference
+	part    *sfu.Participant
+	unwatch func()
+	grace   *time.Timer
+	ended   bool
+	wake    chan struct{}
+	done    chan struct{}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *Server) newSession(conn *websocket.Conn) (*session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, sfu.ErrClosed
+	}
+	ss := &session{srv: s, token: randomHex(16), id: "p-" + randomHex(6), conn: conn,
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	ss.log = s.log.With("participant", ss.id)
+	s.sessions[ss.token] = ss
+	s.wg.Add(1)
+	go ss.writeLoop()
+	return ss, nil
+}
+
+// ServeHTTP upgrades the request to a WebSocket and runs the session on it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.opts.OriginPatterns})
+	if err != nil {
+		return // Accept wrote the HTTP error
+	}
+	// Messages up to MaxMessageBytes are decoded (larger ones get a too_large error); beyond
+	// this hard limit the connection closes.
+	conn.SetReadLimit(2 * MaxMessageBytes)
+	ss, err := s.newSession(conn)
+	if err != nil {
+		_ = conn.Close(websocket.StatusGoingAway, "server closing")
+		return
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	s.readLoop(r.Context(), conn, ss)
+}
+
+// readLoop handles the messages of one connection, in order.
+func (s *Server) readLoop(ctx context.Context, conn *websocket.Conn, ss *session) {
+	errorsInRow := 0
+	for {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			ss.detach(conn)
+			return
+		}
+		msg, err := Decode(data)
+		if err == nil {
+			var next *session
+			next, err = s.handle(ctx, conn, ss, msg)
+			if next != nil {
+				ss = next
+			}
+		}
+		if err != nil {
+			errorsInRow++
+			ss.sendError(err)
+			if errorsInRow > 100 {
+				_ = conn.Close(websocket.StatusPolicyViolation, "too many bad messages")
+				ss.detach(conn)
+				return
+			}
+			continue
+		}
+		errorsInRow = 0
+		if _, ok := msg.(*Leave); ok {
+			_ = conn.Close(websocket.StatusNormalClosure, "left")
+			return
+		}
+	}
+}
+
+// opError is an error answered with a code.
+type opError struct {
+	code, ref string
+	err       error
+}
+
+func (e *opError) Error() string { return e.err.Error() }
+func (e *opError) Unwrap() error { return e.err }
+
+func fail(code, ref string, err error) error { return &opError{code: code, ref: ref, err: err} }
+
+func (ss *session) sendError(err error) {
+	m := Error{Type: TypeError, Code: CodeFailed, Message: err.Error()}
+	var de *DecodeError
+	var oe *opError
+	switch {
+	case errors.As(err, &de):
+		m.Code, m.Ref, m.Message = de.Code, de.Ref, de.Error()
+	case errors.As(err, &oe):
+		m.Code, m.Ref = oe.code, oe.ref
+	}
+	ss.send(m)
+}
+
+// handle applies one decoded message. It returns the session the connection continues with
+// when that changes (resume).
+func (s *Server) handle(ctx context.Context, conn *websocket.Conn, ss *session, msg any) (*session, error) {
+	switch m := msg.(type) {
+	case *Ping:
+		ss.send(Pong{Type: TypePong})
+		return nil, nil
+	case *Join:
+		return nil, s.join(ctx, ss, TypeJoin, m.DisplayName, func(c Caller) (string, error) {
+			if s.opts.Directory == nil {
+				return "room:" + m.Room, nil
+			}
+			return s.opts.Directory.Room(ctx, m.Room, c)
+		})
+	case *CallBot:
+		return nil, s.join(ctx, ss, TypeCallBot, m.DisplayName, func(c Caller) (string, error) {
+			if s.opts.Directory == nil {
+				return "", fmt.Errorf("call bot %q: no bots on this server: %w", m.Bot, ErrNotFound)
+			}
+			return s.opts.Directory.CallBot(ctx, m.Bot, c)
+		})
+	case *Resume:
+		return s.resume(conn, ss, m.Token)
+	}
+	ref := typeOf(msg)
+	ss.mu.Lock()
+	part, conf := ss.part, ss.conf
+	ss.mu.Unlock()
+	if part == nil {
+		return nil, fail(CodeNotJoined, ref, fmt.Errorf("%s before join", ref))
+	}
+	switch m := msg.(type) {
+	case *Publish:
+		answer, err := part.Publish(ctx, m.SDP, m.ScreenTrackIDs...)
+		if err != nil {
+			return nil, fail(CodeFailed, ref, err)
+		}
+		ss.send(Answer{Type: TypeAnswer, SDP: answer})
+	case *Answer:
+		if err := part.Answer(m.SDP); err != nil {
+			return nil, fail(CodeFailed, ref, err)
+		}
+	case *Candidate:
+		if m.Candidate.Candidate == "" {
+			return nil, nil // end of candidates
+		}
+		role := sfu.RolePublisher
+		if m.Target == "subscriber" {
+			role = sfu.RoleSubscriber
+		}
+		init := webrtc.ICECandidateInit{Candidate: m.Candidate.Candidate, SDPMid: m.Candidate.SDPMid,
+			SDPMLineIndex: m.Candidate.SDPMLineIndex, UsernameFragment: m.Candidate.UsernameFragment}
+		if err := part.AddICECandidate(role, init); err != nil {
+			return nil, fail(CodeFailed, ref, err)
+		}
+	case *Subscribe:
+		var err error
+		switch m.Layer {
+		case "off":
+			err = part.Subscribe(m.SourceID, -1)
+		case "":
+			err = part.SubscribeSize(m.SourceID, m.Width, m.Height)
+		default:
+			var l int
+			if l, err = sfu.ParseLayer(m.Layer); err == nil {
+				err = part.Subscribe(m.SourceID, l)
+			}
+		}
+		if errors.Is(err, sfu.ErrSourceNotFound) {
+			return nil, fail(CodeNotFound, ref, err)
+		}
+		if err != nil {
+			return nil, fail(CodeFailed, ref, err)
+		}
+	case *Mute:
+		kind := map[string]sfu.StreamKind{"audio": sfu.StreamAudio, "video": sfu.StreamVideo, "screenShare": sfu.StreamScreen}[m.Kind]
+		if err := conf.SetMuted(part.ID(), kind, m.Muted); err != nil {
+			return nil, fail(CodeFailed, ref, err)
+		}
+	case *Leave:
+		ss.end("left", true)
+	}
+	return nil, nil
+}
+
+func typeOf(msg any) string {
+	switch msg.(type) {
+	case *Publish:
+		return TypePublish
+	case *Answer:
+		return TypeAnswer
+	case *Candidate:
+		return TypeCandidate
+	case *Subscribe:
+		return TypeSubscribe
+	case *Mute:
+		return TypeMute
+	case *Leave:
+		return TypeLeave
+	}
+	return ""
+}
+
+// join puts the session into the conference that resolve names.
+func (s *Server) join(ctx context.Context, ss *session, ref, display string, resolve func(Caller) (string, error)) error {
+	ss.mu.Lock()
+	joined := ss.part != nil
+	ss.mu.Unlock()
+	if joined {
+		return fail(CodeJoined, ref, errors.New("this session is already in a conference"))
+	}
+	confID, err := resolve(Caller{ParticipantID: ss.id, DisplayName: display})
+	if errors.Is(err, ErrNotFound) {
+		return fail(CodeNotFound, ref, err)
+	}
+	if err != nil {
+		return fail(CodeFailed, ref, err)
+	}
+	conf, err := s.sfu.Conference(confID)
+	if err != nil {
+		return fail(CodeFailed, ref, err)
+	}
+	ss.mu.Lock()
+	ss.conf = conf
+	ss.mu.Unlock()
+	unwatch := conf.Watch(ss.onEvent)
+	part, err := conf.Join(ss.id, sfu.ParticipantOptions{
+		DisplayName: display,
+		OnOffer:     func(sdp string) { ss.send(Offer{Type: TypeOffer, SDP: sdp}) },
+		OnCandidate: func(role sfu.Role, c webrtc.ICECandidateInit) {
+			ss.send(Candidate{Type: TypeCandidate, Target: role.String(), Candidate: CandidateInit{
+				Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}})
+		},
+		OnClosed: func(err error) {
+			if err != nil {
+				ss.end("media failed: "+err.Error(), false)
+			}
+		},
+	})
+	if err != nil {
+		unwatch()
+		return fail(CodeFailed, ref, err)
+	}
+	ss.mu.Lock()
+	ss.part, ss.unwatch = part, unwatch
+	ss.mu.Unlock()
+	ss.send(Joined{Type: TypeJoined, ParticipantID: ss.id, ConferenceID: confID, Token: ss.token,
+		ResumeWithin: int(s.opts.Grace / time.Millisecond),
+		Sources: Sources{Audio: part.SourceID(sfu.StreamAudio), Video: part.SourceID(sfu.StreamVideo),
+			ScreenShare: part.SourceID(sfu.StreamScreen)}})
+	ss.send(rosterMessage(conf.Roster()))
+	ss.log.Info("joined", "conference", confID)
+	return nil
+}
+
+func (ss *session) onEvent(e sfu.Event) {
+	switch e.Kind {
+	case sfu.EventRoster:
+		ss.send(rosterMessage(e.Roster))
+	case sfu.EventDominantSpeaker:
+		ss.send(DominantSpeaker{Type: TypeDominantSpeaker, ParticipantID: e.DominantParticipant, SourceID: e.DominantSource})
+	}
+}
+
+func rosterMessage(r []sfu.ParticipantInfo) Roster {
+	m := Roster{Type: TypeRoster, Participants: make([]Participant, 0, len(r))}
+	for _, p := range r {
+		e := Participant{ID: p.ID, DisplayName: p.DisplayName, IsBot: p.IsBot, Streams: []Stream{}}
+		for _, st := range p.Streams {
+			e.Streams = append(e.Streams, Stream{Kind: st.Kind.String(), SourceID: st.SourceID, Muted: st.Muted,
+				Width: st.Width, Height: st.Height})
+		}
+		m.Participants = append(m.Participants, e)
+	}
+	return m
+}
+
+// resume moves the connection onto the session of token.
+func (s *Server) resume(conn *websocket.Conn, tmp *session, token string) (*session, error) {
+	tmp.mu.Lock()
+	joined := tmp.part != nil
+	tmp.mu.Unlock()
+	if joined {
+		return nil, fail(CodeJoined, TypeResume, errors.New("this connection already has a session"))
+	}
+	s.mu.Lock()
+	old := s.sessions[token]
+	s.mu.Unlock()
+	if old == nil || old == tmp {
+		return nil, fail(CodeNotFound, TypeResume, errors.New("no session with this token (expired or ended)"))
+	}
+	old.mu.Lock()
+	if old.ended || old.part == nil {
+		old.mu.Unlock()
+		return nil, fail(CodeNotFound, TypeResume, errors.New("the session ended"))
+	}
+	if old.grace != nil {
+		old.grace.Stop()
+		old.grace = nil
+	}
+	prev := old.conn
+	old.conn = conn
+	part, conf := old.part, old.conf
+	old.mu.Unlock()
+	if prev != nil && prev != conn {
+		_ = prev.Close(websocket.StatusGoingAway, "resumed elsewhere")
+	}
+	tmp.mu.Lock()
+	tmp.conn = nil // the connection now belongs to old
+	tmp.mu.Unlock()
+	tmp.end("", false)
+	old.send(Joined{Type: TypeJoined, ParticipantID: old.id, ConferenceID: conf.ID(), Token: old.token,
+		ResumeWithin: int(s.opts.Grace / time.Millisecond),
+		Sources: Sources{Audio: part.SourceID(sfu.StreamAudio), Video: part.SourceID(sfu.StreamVideo),
+			ScreenShare: part.SourceID(sfu.StreamScreen)}})
+	old.send(rosterMessage(conf.Roster()))
+	old.log.Info("resumed")
+	return old, nil
+}
+
+// detach forgets a connection that closed; a joined session then waits Grace to be resumed.
+func (ss *session) detach(conn *websocket.Conn) {
+	ss.mu.Lock()
+	if ss.conn != conn || ss.ended {
+		ss.mu.Unlock()
+		return
+	}
+	ss.conn = nil
+	joined := ss.part != nil
+	if joined {
+		ss.grace = time.AfterFunc(ss.srv.opts.Grace, func() { ss.end("connection lost", false) })
+	}
+	ss.mu.Unlock()
+	_ = conn.CloseNow()
+	if !joined {
+		ss.end("", false)
+	}
+}
+
+// send queues a message for the connection.
+func (ss *session) send(m any) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		ss.log.Error("marshal signalling message", "err", err)
+		return
+	}
+	ss.mu.Lock()
+	if ss.ended {
+		ss.mu.Unlock()
+		return
+	}
+	ss.out = append(ss.out, data)
+	over := len(ss.out) > ss.srv.opts.SendQueue
+	ss.mu.Unlock()
+	if over {
+		go ss.end("too many messages waiting", false)
+		return
+	}
+	select {
+	case ss.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop writes queued messages to the session's current connection.
+func (ss *session) writeLoop() {
+	defer ss.srv.wg.Done()
+	for {
+		select {
+		case <-ss.done:
+			return
+		case <-ss.wake:
+		}
+		for {
+			ss.mu.Lock()
+			conn := ss.conn
+			if conn == nil || len(ss.out) == 0 {
+				ss.mu.Unlock()
+				break
+			}
+			data := ss.out[0]
+			ss.out = ss.out[1:]
+			ss.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := conn.Write(ctx, websocket.MessageText, data)
+			cancel()
+			if err != nil {
+				ss.detach(conn)
+				break
+			}
+		}
+	}
+}
+
+// end finishes the session: the participant leaves its conference. With a reason, the browser
+// is told (when tell is true the message is flushed before the connection closes).
+func (ss *session) end(reason string, tell bool) {
+	ss.mu.Lock()
+	if ss.ended {
+		ss.mu.Unlock()
+		return
+	}
+	if reason != "" {
+		data, _ := json.Marshal(Left{Type: TypeLeft, Reason: reason})
+		ss.out = append(ss.out, data)
+	}
+	out, conn := ss.out, ss.conn
+	ss.ended = true
+	ss.out = nil
+	if ss.grace != nil {
+		ss.grace.Stop()
+	}
+	part, conf, unwatch := ss.part, ss.conf, ss.unwatch
+	ss.mu.Unlock()
+	if unwatch != nil {
+		unwatch()
+	}
+	if conn != nil && (tell || reason != "") {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for _, d := range out {
+			if conn.Write(ctx, websocket.MessageText, d) != nil {
+				break
+			}
+		}
+		cancel()
+		if !tell {
+			_ = conn.Close(websocket.StatusNormalClosure, reason)
+		}
+	}
+	close(ss.done)
+	s := ss.srv
+	s.mu.Lock()
+	if s.sessions[ss.token] == ss {
+		delete(s.sessions, ss.token)
+	}
+	s.mu.Unlock()
+	if part != nil {
+		_ = part.Close()
+		if s.opts.Directory != nil {
+			s.opts.Directory.Left(conf.ID(), ss.id)
+		}
+		ss.log.Info("left", "conference", conf.ID(), "reason", reason)
+	}
+}
+
+// Close ends every session and waits for the server's goroutines. Handlers still reading return
+// when their connections close.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	all := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		all = append(all, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range all {
+		ss.end("server closing", false)
+	}
+	s.wg.Wait()
+	return nil
+}
