@@ -84,7 +84,7 @@ func bufferName(kind string, id uint64, pool string, b any) string {
 
 // PoolStats counts a pool's buffers.
 type PoolStats struct {
-	Allocated   int // buffers the pool has made
+	Allocated   int // buffers the pool has made, those it has since let go included
 	Outstanding int // buffers handed out and not yet released
 	Idle        int // buffers ready for reuse, quarantined ones included
 }
