@@ -105,6 +105,10 @@ type session struct {
 	part    *sfu.Participant
 	unwatch func()
 	grace   *time.Timer
+	// Trickled candidates of a connection wait until its description (offer or answer) has been
+	// queued, so that the browser never gets a candidate before the description it belongs to.
+	descSent  [3]bool // by sfu.Role
+	candQueue [3][][]byte
 	ended   bool
 	wake    chan struct{}
 	done    chan struct{}
@@ -246,7 +250,7 @@ func (s *Server) handle(ctx context.Context, conn *websocket.Conn, ss *session, 
 		if err != nil {
 			return nil, fail(CodeFailed, ref, err)
 		}
-		ss.send(Answer{Type: TypeAnswer, SDP: answer})
+		ss.sendDescription(sfu.RolePublisher, Answer{Type: TypeAnswer, SDP: answer})
 	case *Answer:
 		if err := part.Answer(m.SDP); err != nil {
 			return nil, fail(CodeFailed, ref, err)
@@ -337,9 +341,9 @@ func (s *Server) join(ctx context.Context, ss *session, ref, display string, res
 	unwatch := conf.Watch(ss.onEvent)
 	part, err := conf.Join(ss.id, sfu.ParticipantOptions{
 		DisplayName: display,
-		OnOffer:     func(sdp string) { ss.send(Offer{Type: TypeOffer, SDP: sdp}) },
+		OnOffer: func(sdp string) { ss.sendDescription(sfu.RoleSubscriber, Offer{Type: TypeOffer, SDP: sdp}) },
 		OnCandidate: func(role sfu.Role, c webrtc.ICECandidateInit) {
-			ss.send(Candidate{Type: TypeCandidate, Target: role.String(), Candidate: CandidateInit{
+			ss.sendCandidate(role, Candidate{Type: TypeCandidate, Target: role.String(), Candidate: CandidateInit{
 				Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}})
 		},
 		OnClosed: func(err error) {
@@ -448,23 +452,73 @@ func (ss *session) detach(conn *websocket.Conn) {
 	}
 }
 
-// send queues a message for the connection.
-func (ss *session) send(m any) {
-	data, err := json.Marshal(m)
-	if err != nil {
-		ss.log.Error("marshal signalling message", "err", err)
+// sendDescription queues an offer or answer of one connection, then the candidates that waited
+// for it.
+func (ss *session) sendDescription(role sfu.Role, m any) {
+	data, ok := ss.marshal(m)
+	if !ok {
 		return
 	}
 	ss.mu.Lock()
-	if ss.ended {
+	ss.descSent[role] = true
+	ss.out = append(ss.out, data)
+	ss.out = append(ss.out, ss.candQueue[role]...)
+	ss.candQueue[role] = nil
+	ss.queuedLocked()
+}
+
+// sendCandidate queues a candidate, or keeps it until its connection's description is queued.
+func (ss *session) sendCandidate(role sfu.Role, m any) {
+	data, ok := ss.marshal(m)
+	if !ok {
+		return
+	}
+	ss.mu.Lock()
+	if !ss.descSent[role] {
+		ss.candQueue[role] = append(ss.candQueue[role], data)
 		ss.mu.Unlock()
 		return
 	}
 	ss.out = append(ss.out, data)
+	ss.queuedLocked()
+}
+
+// send queues a message for the connection.
+func (ss *session) send(m any) {
+	data, ok := ss.marshal(m)
+	if !ok {
+		return
+	}
+	ss.mu.Lock()
+	ss.out = append(ss.out, data)
+	ss.queuedLocked()
+}
+
+func (ss *session) marshal(m any) ([]byte, bool) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		ss.log.Error("marshal signalling message", "err", err)
+		return nil, false
+	}
+	return data, true
+}
+
+// queuedLocked unlocks ss.mu after messages were queued and wakes the writer; a session that
+// ended drops them, one whose queue overflows ends.
+func (ss *session) queuedLocked() {
+	if ss.ended {
+		ss.out = nil
+		ss.mu.Unlock()
+		return
+	}
 	over := len(ss.out) > ss.srv.opts.SendQueue
 	ss.mu.Unlock()
 	if over {
-		go ss.end("too many messages waiting", false)
+		ss.srv.wg.Add(1)
+		go func() {
+			defer ss.srv.wg.Done()
+			ss.end("too many messages waiting", false)
+		}()
 		return
 	}
 	select {

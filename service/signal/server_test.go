@@ -1,0 +1,374 @@
+package signal
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/service/sfu"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type env struct {
+	sfu *sfu.SFU
+	srv *Server
+	hs  *httptest.Server
+	url string
+}
+
+func newEnv(t *testing.T, opts Options) *env {
+	t.Helper()
+	s, err := sfu.New(sfu.Config{Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	srv := NewServer(s, opts)
+	hs := httptest.NewServer(srv)
+	e := &env{sfu: s, srv: srv, hs: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http")}
+	t.Cleanup(func() {
+		_ = srv.Close()
+		hs.Close()
+		_ = s.Close()
+	})
+	return e
+}
+
+// client is a browser stand-in: a WebSocket, and optionally pion connections that follow the
+// signalling (trickle ICE both ways).
+type client struct {
+	t    *testing.T
+	conn *websocket.Conn
+	msgs chan map[string]any
+	done chan struct{}
+
+	api      *webrtc.API
+	pub, sub *webrtc.PeerConnection
+	mu       sync.Mutex
+	got      map[byte]int // first payload byte of received audio → packets
+	wg       sync.WaitGroup
+}
+
+func dial(t *testing.T, e *env) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, e.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadLimit(1 << 20)
+	c := &client{t: t, conn: conn, msgs: make(chan map[string]any, 256), done: make(chan struct{}), got: make(map[byte]int)}
+	c.wg.Add(1)
+	go c.readLoop()
+	return c
+}
+
+func (c *client) readLoop() {
+	defer c.wg.Done()
+	defer close(c.done)
+	for {
+		_, data, err := c.conn.Read(context.Background())
+		if err != nil {
+			return
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.t.Errorf("server sent invalid JSON %q", data)
+			return
+		}
+		c.media(m)
+		select {
+		case c.msgs <- m:
+		default:
+			c.t.Errorf("client queue full")
+		}
+	}
+}
+
+func (c *client) send(v any) {
+	var data []byte
+	switch v := v.(type) {
+	case string:
+		data = []byte(v)
+	default:
+		data, _ = json.Marshal(v)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.conn.Write(ctx, websocket.MessageText, data); err != nil {
+		c.t.Errorf("write: %v", err)
+	}
+}
+
+// expect returns the next message of type typ, skipping others (which must not be errors
+// unless typ is "error").
+func (c *client) expect(typ string) map[string]any {
+	c.t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case m := <-c.msgs:
+			if m["type"] == typ {
+				return m
+			}
+			if m["type"] == "error" {
+				c.t.Fatalf("unexpected error while waiting for %s: %v", typ, m)
+			}
+		case <-timeout:
+			c.t.Fatalf("timed out waiting for %s", typ)
+		}
+	}
+}
+
+// expectRoster waits for a roster satisfying ok.
+func (c *client) expectRoster(ok func([]any) bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		m := c.expect("roster")
+		if ok(m["participants"].([]any)) {
+			return
+		}
+	}
+	c.t.Fatal("roster never matched")
+}
+
+func rosterIDs(ps []any) []string {
+	var ids []string
+	for _, p := range ps {
+		ids = append(ids, p.(map[string]any)["id"].(string))
+	}
+	return ids
+}
+
+// media answers the server's offers, applies answers and candidates.
+func (c *client) media(m map[string]any) {
+	c.mu.Lock()
+	pub, sub := c.pub, c.sub
+	c.mu.Unlock()
+	if pub == nil {
+		return
+	}
+	switch m["type"] {
+	case "offer":
+		if err := sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m["sdp"].(string)}); err != nil {
+			c.t.Errorf("subscriber offer: %v", err)
+			return
+		}
+		ans, err := sub.CreateAnswer(nil)
+		if err != nil {
+			c.t.Errorf("answer: %v", err)
+			return
+		}
+		if err := sub.SetLocalDescription(ans); err != nil {
+			c.t.Errorf("set answer: %v", err)
+			return
+		}
+		c.send(Answer{Type: "answer", SDP: ans.SDP})
+	case "answer":
+		if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m["sdp"].(string)}); err != nil {
+			c.t.Errorf("publisher answer: %v", err)
+		}
+	case "candidate":
+		raw, _ := json.Marshal(m["candidate"])
+		var init webrtc.ICECandidateInit
+		_ = json.Unmarshal(raw, &init)
+		pc := pub
+		if m["target"] == "subscriber" {
+			pc = sub
+		}
+		if err := pc.AddICECandidate(init); err != nil {
+			c.t.Errorf("candidate %s before its description? %v", m["target"], err)
+		}
+	}
+}
+
+// startMedia makes the pion connections and publishes an audio track sending payloads tagged
+// with tag.
+func (c *client) startMedia(tag byte) {
+	se := rtc.ServiceSettingEngine(true)
+	api, err := rtc.NewAPI(se)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.api = api
+	sub, _ := api.NewPeerConnection(webrtc.Configuration{})
+	pub, _ := api.NewPeerConnection(webrtc.Configuration{})
+	for role, pc := range map[string]*webrtc.PeerConnection{"publisher": pub, "subscriber": sub} {
+		pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+			if cand == nil {
+				return
+			}
+			j := cand.ToJSON()
+			c.send(Candidate{Type: "candidate", Target: role, Candidate: CandidateInit{Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex}})
+		})
+	}
+	sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			for {
+				p, _, err := tr.ReadRTP()
+				if err != nil {
+					return
+				}
+				if len(p.Payload) > 0 {
+					c.mu.Lock()
+					c.got[p.Payload[0]]++
+					c.mu.Unlock()
+				}
+			}
+		}()
+	})
+	track, _ := webrtc.NewTrackLocalStaticRTP(rtc.OpusCodec().RTPCodecCapability, "mic", "me")
+	if _, err := pub.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.pub, c.sub = pub, sub
+	c.mu.Unlock()
+	offer, err := pub.CreateOffer(nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := pub.SetLocalDescription(offer); err != nil {
+		c.t.Fatal(err)
+	}
+	c.send(Publish{Type: "publish", SDP: offer.SDP})
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for seq := uint16(1); ; seq++ {
+			select {
+			case <-c.done:
+				return
+			case <-tick.C:
+			}
+			_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960},
+				Payload: []byte{tag, 1, 2}})
+		}
+	}()
+}
+
+func (c *client) heard(tag byte) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.got[tag]
+}
+
+func (c *client) close() {
+	_ = c.conn.CloseNow()
+	<-c.done
+	c.mu.Lock()
+	pub, sub := c.pub, c.sub
+	c.mu.Unlock()
+	if pub != nil {
+		_ = pub.Close()
+		_ = sub.Close()
+	}
+	c.wg.Wait()
+}
+
+func join(c *client, room, name string) map[string]any {
+	c.send(Join{Type: "join", Room: room, DisplayName: name})
+	return c.expect("joined")
+}
+
+// TestSignalling: two browsers join a room over WebSocket with trickle ICE and hear each other;
+// a hostile third one's malformed messages and bad SDP get errors only on its own connection;
+// a dropped connection is resumed with its token within the grace period; one that is not
+// resumed, and one that leaves, vanish from the others' rosters.
+func TestSignalling(t *testing.T) {
+	e := newEnv(t, Options{Grace: 2 * time.Second})
+	a, b := dial(t, e), dial(t, e)
+	defer a.close()
+	ja := join(a, "standup", "Ann")
+	jb := join(b, "standup", "Bob")
+	idA, idB := ja["participantId"].(string), jb["participantId"].(string)
+	if ja["conferenceId"] != "room:standup" || ja["token"] == "" || idA == idB {
+		t.Fatalf("joined = %v / %v", ja, jb)
+	}
+	a.expectRoster(func(ps []any) bool { return len(ps) == 2 })
+
+	a.startMedia('A')
+	b.startMedia('B')
+	deadline := time.Now().Add(20 * time.Second)
+	for a.heard('B') < 10 || b.heard('A') < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("media: A heard %d, B heard %d", a.heard('B'), b.heard('A'))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A hostile client: errors for it only.
+	h := dial(t, e)
+	defer h.close()
+	h.send(`{"type":"publish","sdp":"v=0\r\n"}`)
+	if m := h.expect("error"); m["code"] != CodeNotJoined {
+		t.Errorf("publish before join: %v", m)
+	}
+	join(h, "standup", "Mallory")
+	for _, bad := range []string{`not json`, `{"type":"join","room":"x"}`, `{"type":"fly"}`, `{"type":"subscribe","sourceId":999,"layer":"q"}`,
+		`{"type":"publish","sdp":"v=0\r\nthis is not sdp"}`, `{"type":"answer","sdp":"v=0\r\n"}`,
+		`{"type":"candidate","target":"publisher","candidate":{"candidate":"candidate:garbage"}}`, strings.Repeat("x", MaxMessageBytes+10)} {
+		h.send(bad)
+		m := h.expect("error")
+		if m["message"] == "" || m["code"] == "" {
+			t.Errorf("%.40s: error without code or message: %v", bad, m)
+		}
+	}
+	h.send(Ping{Type: "ping"})
+	h.expect("pong")
+	a.send(Ping{Type: "ping"})
+	a.expect("pong") // A saw no error in between (expect fails on one)
+	before := a.heard('B')
+	time.Sleep(200 * time.Millisecond)
+	if a.heard('B') <= before {
+		t.Error("media stopped after the hostile client's messages")
+	}
+
+	// B's connection drops and resumes with its token: same participant.
+	_ = b.conn.CloseNow()
+	<-b.done
+	b2 := dial(t, e)
+	defer b2.close()
+	b2.send(Resume{Type: "resume", Token: jb["token"].(string)})
+	if j := b2.expect("joined"); j["participantId"] != idB {
+		t.Fatalf("resumed as %v, want %s", j["participantId"], idB)
+	}
+	b2.send(Resume{Type: "resume", Token: "nope"})
+	b2.expect("error")
+	b3 := dial(t, e)
+	defer b3.close()
+	b3.send(Resume{Type: "resume", Token: "nope"})
+	if m := b3.expect("error"); m["code"] != CodeNotFound {
+		t.Errorf("bad token: %v", m)
+	}
+
+	// The hostile client drops and never resumes: gone after the grace period.
+	_ = h.conn.CloseNow()
+	a.expectRoster(func(ps []any) bool { return len(ps) == 2 })
+
+	// A leaves: told so, and B's roster loses it.
+	a.send(Leave{Type: "leave"})
+	a.expect("left")
+	b2.expectRoster(func(ps []any) bool { ids := rosterIDs(ps); return len(ids) == 1 && ids[0] == idB })
+	b.close()
+}
