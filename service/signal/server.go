@@ -109,9 +109,9 @@ type session struct {
 	// queued, so that the browser never gets a candidate before the description it belongs to.
 	descSent  [3]bool // by sfu.Role
 	candQueue [3][][]byte
-	ended   bool
-	wake    chan struct{}
-	done    chan struct{}
+	ended     bool
+	wake      chan struct{}
+	done      chan struct{}
 }
 
 func randomHex(n int) string {
@@ -341,7 +341,7 @@ func (s *Server) join(ctx context.Context, ss *session, ref, display string, res
 	unwatch := conf.Watch(ss.onEvent)
 	part, err := conf.Join(ss.id, sfu.ParticipantOptions{
 		DisplayName: display,
-		OnOffer: func(sdp string) { ss.sendDescription(sfu.RoleSubscriber, Offer{Type: TypeOffer, SDP: sdp}) },
+		OnOffer:     func(sdp string) { ss.sendDescription(sfu.RoleSubscriber, Offer{Type: TypeOffer, SDP: sdp}) },
 		OnCandidate: func(role sfu.Role, c webrtc.ICECandidateInit) {
 			ss.sendCandidate(role, Candidate{Type: TypeCandidate, Target: role.String(), Candidate: CandidateInit{
 				Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}})
