@@ -14,7 +14,9 @@ var ErrMalformed = errors.New("vp8: malformed VP8 RTP payload")
 // AssemblerConfig tunes an Assembler. The zero value is ready to use.
 type AssemblerConfig struct {
 	// Slots is how many packets the reorder window holds (a power of two, at most 32768; other
-	// values are rounded up). It bounds the largest frame. 0 means 512.
+	// values are rounded up). It bounds the largest frame and the reordering tolerated; the
+	// assembler keeps Slots × 1500 bytes for payloads. 0 means 256 (about 300 KB of 1200-byte
+	// packets: a large key frame plus MaxDelay of a few Mbit/s).
 	Slots int
 	// MaxDelay is how long, in RTP time, the oldest incomplete frame waits for missing packets
 	// (retransmissions) once newer packets have arrived. 0 means 250 ms.
@@ -42,6 +44,9 @@ type AssemblerStats struct {
 	DroppedFrames    uint64 // frames given up: incomplete, or delta frames while a key frame was needed
 	KeyFrameRequests uint64 // times NeedKeyFrame turned from false to true
 }
+
+// slotBytes is the payload room of a slot: an Ethernet MTU holds any packet we expect.
+const slotBytes = 1500
 
 type slot struct {
 	data      []byte // VP8 data of the payload, descriptor stripped
@@ -85,7 +90,7 @@ type Assembler struct {
 
 // NewAssembler makes an assembler.
 func NewAssembler(cfg AssemblerConfig) *Assembler {
-	n := 512
+	n := 256
 	if cfg.Slots > 0 {
 		n = 1
 		for n < cfg.Slots && n < 1<<15 {
@@ -97,8 +102,15 @@ func NewAssembler(cfg AssemblerConfig) *Assembler {
 		delay = 250 * time.Millisecond
 	}
 	ticks := min(delay.Seconds()*ClockRate, 1<<30)
+	// One array backs the slots' payloads, so that no packet allocates; a payload larger than
+	// slotBytes gets its own array the first time.
+	slots := make([]slot, n)
+	backing := make([]byte, n*slotBytes)
+	for i := range slots {
+		slots[i].data = backing[i*slotBytes : i*slotBytes : (i+1)*slotBytes]
+	}
 	return &Assembler{
-		slots:    make([]slot, n),
+		slots:    slots,
 		mask:     uint16(n - 1),
 		maxDelay: int32(ticks),
 		frame:    make([]byte, 0, 64<<10),
