@@ -104,7 +104,7 @@ type Bot struct {
 	// AppID identifies the bot; it is the audience of the service's tokens and the issuer of
 	// the bot's.
 	AppID string `json:"appId"`
-	// Secret is the HS256 key of the bot's tokens (at least 16 bytes).
+	// Secret is the HS256 key of the bot's tokens (at least 32 bytes).
 	Secret string `json:"secret"`
 	// WebhookURL is the base of the bot's endpoints (…/call, …/callback, …/notification).
 	WebhookURL string `json:"webhookUrl"`
@@ -112,8 +112,8 @@ type Bot struct {
 	DisplayName string `json:"displayName,omitempty"`
 }
 
-// MinSecretLen is the shortest bot secret accepted.
-const MinSecretLen = 16
+// MinSecretLen is the shortest bot secret accepted (the same bound as internal/auth.MinSecretBytes).
+const MinSecretLen = 32
 
 // Duration is a time.Duration written as a Go duration string ("20s", "1m30s") in JSON.
 type Duration time.Duration

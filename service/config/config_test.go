@@ -18,7 +18,7 @@ const example = `{
   "signingKeyFile": "/var/lib/sb/signing.pem",
   "answerTimeout": "10s",
   "mediaTimeout": "5s",
-  "bots": [{"appId": "echo", "secret": "0123456789abcdef", "webhookUrl": "https://bot.example.com/api/calling/"}]
+  "bots": [{"appId": "echo", "secret": "0123456789abcdef0123456789abcdef", "webhookUrl": "https://bot.example.com/api/calling/"}]
 }`
 
 func noenv(string) string { return "" }
@@ -106,7 +106,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestValidateBots(t *testing.T) {
-	good := Bot{AppID: "a", Secret: "0123456789abcdef", WebhookURL: "http://127.0.0.1:9/bot"}
+	good := Bot{AppID: "a", Secret: "0123456789abcdef0123456789abcdef", WebhookURL: "http://127.0.0.1:9/bot"}
 	for _, tc := range []struct {
 		name string
 		mod  func(*Bot)
@@ -148,7 +148,7 @@ func TestReadFileTooLarge(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(example))
 	f.Add([]byte(`{}`))
-	f.Add([]byte(`{"bots":[{"appId":"x","secret":"0123456789abcdef","webhookUrl":"http://[::1]:1/"}],"watchConfig":"1s"}`))
+	f.Add([]byte(`{"bots":[{"appId":"x","secret":"0123456789abcdef0123456789abcdef","webhookUrl":"http://[::1]:1/"}],"watchConfig":"1s"}`))
 	f.Add([]byte(`{"mediaPorts":{"min":-1,"max":70000},"listen":"[::1]:0"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
