@@ -33,6 +33,11 @@ const (
 	// before comfort noise takes over, when Config.MaxConcealed is 0.
 	DefaultMaxConcealed = 5
 
+	// MaxClockSkew is how far Next's frame times may run from the clock
+	// before they are reset to it: the burst of overdue ticks a Clock
+	// runs after a delay.
+	MaxClockSkew = DefaultMaxBurst * FrameDuration
+
 	ticksPerFrame = jitter.FrameTicks
 )
 
@@ -204,13 +209,16 @@ func (p *Playout) TargetDepth() time.Duration {
 
 // Next writes the next 20 ms frame into pcm[:FrameSamples] (pcm should be
 // that long; a shorter pcm gets the frame's beginning) and says how it was
-// made. It reads the playout's clock, but never lets the frame times of
-// consecutive calls be less than 20 ms apart, so a clock that catches up
-// after a delay plays the frames it owes as if on time.
+// made. Successive calls stand for frames 20 ms apart: the frame time is
+// the previous one plus 20 ms, as long as that stays within
+// MaxClockSkew of the playout's clock (a caller a little late, or
+// catching up after a delay, plays on schedule); beyond it the frame time
+// is set to the clock's reading.
 func (p *Playout) Next(pcm []int16) FrameKind {
-	t := p.now()
-	if p.ticked && t < p.lastT+FrameDuration {
-		t = p.lastT + FrameDuration
+	real := p.now()
+	t := p.lastT + FrameDuration
+	if !p.ticked || t-real > MaxClockSkew || real-t > MaxClockSkew {
+		t = real
 	}
 	p.ticked, p.lastT = true, t
 	return p.NextAt(t, pcm).Kind
