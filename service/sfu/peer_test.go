@@ -32,7 +32,8 @@ type testPeer struct {
 	readers  sync.WaitGroup
 	stopSend chan struct{}
 	sending  sync.WaitGroup
-	level    byte // audio level (dBov) the peer sends
+	level    byte    // audio level (dBov) the peer sends
+	delays   []int64 // send-to-receive delay of audio packets (ns), all senders
 }
 
 // recvStream is what a test peer received on one track.
@@ -179,14 +180,19 @@ func (tp *testPeer) read(tr *webrtc.TrackRemote) {
 		}
 		rs.packets++
 		if tr.Kind() == webrtc.RTPCodecTypeVideo {
-			if d, ok := parseVP8(p.Payload); ok && len(p.Payload) > d.headerLen+10 {
+			if d, ok := parseVP8(p.Payload); ok && len(p.Payload) > d.headerLen+10 && len(rs.pics) < 1<<16 {
 				rs.payloads[p.Payload[d.headerLen+10]]++
 				rs.pics = append(rs.pics, d.picID)
 			}
 		} else if len(p.Payload) > 0 {
 			rs.payloads[p.Payload[0]]++
+			if len(p.Payload) == 12 && p.Payload[3] == 0xfc && len(tp.delays) < 1<<20 {
+				tp.delays = append(tp.delays, time.Now().UnixNano()-int64(binary.BigEndian.Uint64(p.Payload[4:])))
+			}
 		}
-		rs.seqs = append(rs.seqs, p.SequenceNumber)
+		if len(rs.seqs) < 1<<16 {
+			rs.seqs = append(rs.seqs, p.SequenceNumber)
+		}
 		if len(p.CSRC) > 0 {
 			rs.csrc = p.CSRC[0]
 		}
@@ -277,7 +283,9 @@ func (tp *testPeer) startSending(vsender *webrtc.RTPSender) {
 			level := tp.level
 			tp.mu.Unlock()
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960, PayloadType: 111},
-				Payload: []byte{tp.tag, byte(seq >> 8), byte(seq), 0xfc, 0xff, 0xfe}}
+				Payload: make([]byte, 12)}
+			pkt.Payload[0], pkt.Payload[1], pkt.Payload[2], pkt.Payload[3] = tp.tag, byte(seq>>8), byte(seq), 0xfc
+			binary.BigEndian.PutUint64(pkt.Payload[4:], uint64(time.Now().UnixNano()))
 			if levelID != 0 {
 				_ = pkt.Header.SetExtension(levelID, []byte{level})
 			}
@@ -317,6 +325,15 @@ func vp8TestPayload(pic uint16, key bool, layer int) []byte {
 	}
 	frame[10] = byte('0' + layer)
 	return append(b, frame...)
+}
+
+// quiet stops the peer's sending.
+func (tp *testPeer) quiet() {
+	select {
+	case <-tp.stopSend:
+	default:
+		close(tp.stopSend)
+	}
 }
 
 func (tp *testPeer) close() {
