@@ -505,3 +505,19 @@ func BenchmarkPushPop(b *testing.B) {
 		now += tick
 	}
 }
+
+// TestTimestampJump: a sender whose timestamps jump (forward by a minute,
+// or back to zero) while its sequence numbers go on is resynchronised
+// instead of waiting for the far future or dropping everything as late.
+func TestTimestampJump(t *testing.T) {
+	for _, jump := range []uint32{60 * ClockRate, 1<<32 - 300*FrameTicks} {
+		b := New(Config{})
+		a := stream(200, 10, 300*FrameTicks, 0, constDelay(5*time.Millisecond))
+		c := stream(200, 210, 300*FrameTicks+200*FrameTicks+jump, 200*tick, constDelay(5*time.Millisecond))
+		frames := run(t, b, append(a, c...), 420*tick)
+		s := b.Stats()
+		if s.Resyncs != 1 || s.Late != 0 || len(played(frames)) < 398 {
+			t.Errorf("jump %d: played %d, stats %+v", jump, len(played(frames)), s)
+		}
+	}
+}
