@@ -229,8 +229,11 @@ func (p *Participant) newPC(role Role) (*webrtc.PeerConnection, error) {
 		})
 	}
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateFailed {
+		switch s {
+		case webrtc.PeerConnectionStateFailed:
 			p.fail(fmt.Errorf("%s connection of %q: %w", role, p.id, ErrTransportFailed))
+		case webrtc.PeerConnectionStateClosed: // the remote closed DTLS (we closing it is a no-op here)
+			p.fail(fmt.Errorf("%s connection of %q closed by the remote: %w", role, p.id, ErrTransportFailed))
 		}
 	})
 	if role == RolePublisher {
@@ -431,7 +434,9 @@ func (p *Participant) negotiateLoop() {
 			select {
 			case <-p.done:
 			default:
-				p.conf.log.Warn("subscriber offer failed", "participant", p.id, "err", err)
+				if p.sub.ConnectionState() != webrtc.PeerConnectionStateClosed {
+					p.conf.log.Warn("subscriber offer failed", "participant", p.id, "err", err)
+				}
 			}
 			continue
 		}

@@ -60,6 +60,8 @@ type client struct {
 	pub, sub *webrtc.PeerConnection
 	mu       sync.Mutex
 	got      map[byte]int // first payload byte of received audio → packets
+	descSent map[string]bool
+	candWait map[string][]Candidate
 	wg       sync.WaitGroup
 }
 
@@ -72,7 +74,8 @@ func dial(t *testing.T, e *env) *client {
 		t.Fatal(err)
 	}
 	conn.SetReadLimit(1 << 20)
-	c := &client{t: t, conn: conn, msgs: make(chan map[string]any, 256), done: make(chan struct{}), got: make(map[byte]int)}
+	c := &client{t: t, conn: conn, msgs: make(chan map[string]any, 256), done: make(chan struct{}), got: make(map[byte]int),
+		descSent: make(map[string]bool), candWait: make(map[string][]Candidate)}
 	c.wg.Add(1)
 	go c.readLoop()
 	return c
@@ -179,7 +182,7 @@ func (c *client) media(m map[string]any) {
 			c.t.Errorf("set answer: %v", err)
 			return
 		}
-		c.send(Answer{Type: "answer", SDP: ans.SDP})
+		c.sendDescription("subscriber", Answer{Type: "answer", SDP: ans.SDP})
 	case "answer":
 		if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m["sdp"].(string)}); err != nil {
 			c.t.Errorf("publisher answer: %v", err)
@@ -215,7 +218,15 @@ func (c *client) startMedia(tag byte) {
 				return
 			}
 			j := cand.ToJSON()
-			c.send(Candidate{Type: "candidate", Target: role, Candidate: CandidateInit{Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex}})
+			m := Candidate{Type: "candidate", Target: role, Candidate: CandidateInit{Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex}}
+			c.mu.Lock()
+			if !c.descSent[role] {
+				c.candWait[role] = append(c.candWait[role], m)
+				c.mu.Unlock()
+				return
+			}
+			c.mu.Unlock()
+			c.send(m)
 		})
 	}
 	sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -249,7 +260,7 @@ func (c *client) startMedia(tag byte) {
 	if err := pub.SetLocalDescription(offer); err != nil {
 		c.t.Fatal(err)
 	}
-	c.send(Publish{Type: "publish", SDP: offer.SDP})
+	c.sendDescription("publisher", Publish{Type: "publish", SDP: offer.SDP})
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -265,6 +276,19 @@ func (c *client) startMedia(tag byte) {
 				Payload: []byte{tag, 1, 2}})
 		}
 	}()
+}
+
+// sendDescription sends an offer or answer, then the candidates that waited for it (as a page
+// does: its candidate events come after the description it sent).
+func (c *client) sendDescription(role string, m any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.send(m)
+	c.descSent[role] = true
+	for _, w := range c.candWait[role] {
+		c.send(w)
+	}
+	c.candWait[role] = nil
 }
 
 func (c *client) heard(tag byte) int {
