@@ -213,8 +213,25 @@ func (a *Assembler) Next() (Frame, bool) {
 		s := a.at(a.head)
 		switch {
 		case s == nil: // hole at the head
-			ts, ok := a.firstTS()
-			if !ok || !a.expired(ts) {
+			next := a.firstMedia()
+			if next == nil {
+				return Frame{}, false
+			}
+			if a.needKey && next.start && next.data[0]&1 == 0 {
+				// A key frame starts after the hole: what is missing is older and would be
+				// dropped anyway.
+				for p := a.head; p != next.seq; p++ {
+					if f := a.at(p); f != nil {
+						a.release(f) // padding
+					}
+				}
+				a.dropHave = false
+				a.stats.DroppedFrames++
+				a.setHead(next.seq)
+				a.anchored = true
+				continue
+			}
+			if !a.expired(next.ts) {
 				return Frame{}, false
 			}
 			a.skipBroken()
@@ -234,7 +251,9 @@ func (a *Assembler) Next() (Frame, bool) {
 		end, st := a.walk(s)
 		switch st {
 		case walkIncomplete:
-			if !a.expired(s.ts) {
+			// Wait for the missing packets, unless the frame is a delta frame that would be
+			// dropped anyway for want of a key frame.
+			if !a.expired(s.ts) && !(a.anchored && a.needKey && s.data[0]&1 != 0) {
 				return Frame{}, false
 			}
 			a.skipBroken()
@@ -399,14 +418,14 @@ func (a *Assembler) setHead(h uint16) {
 	a.walked = 0
 }
 
-// firstTS is the timestamp of the first media packet at or after head.
-func (a *Assembler) firstTS() (uint32, bool) {
+// firstMedia is the first media (not padding) packet at or after head, or nil.
+func (a *Assembler) firstMedia() *slot {
 	for p := a.head; a.highest-p < 0x8000; p++ {
 		if s := a.at(p); s != nil && !s.filler {
-			return s.ts, true
+			return s
 		}
 	}
-	return 0, false
+	return nil
 }
 
 // expired reports whether a frame with timestamp ts has waited long enough, measured by the

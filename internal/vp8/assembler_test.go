@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/switchboard-rtc/switchboard/media"
@@ -337,5 +338,82 @@ func TestAssemblerMalformed(t *testing.T) {
 	}
 	if st := a.Stats(); st.Malformed != 6 || st.Packets != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestAssemblerKeyFrameNotDelayed: once a key frame is needed, an incomplete delta frame at the
+// head is not waited for, so the key frame comes out as soon as it is complete.
+func TestAssemblerKeyFrameNotDelayed(t *testing.T) {
+	frames := testStream(t, 30, 20)
+	key := -1
+	for i, f := range frames[1:] {
+		if f.key {
+			key = i + 1
+		}
+	}
+	pkts := packetizeStream(t, frames, 300, 0)
+	var order []packet
+	for i, p := range pkts {
+		// Lose the marker packets of frame 5 and of the frame just before the key frame.
+		if p.marker && (p.frame == 5 || p.frame == key-1) && pkts[i-1].frame == p.frame {
+			continue
+		}
+		order = append(order, p)
+	}
+	a := NewAssembler(AssemblerConfig{})
+	var keyOut bool
+	feed(t, a, order, func(i int) {
+		if p := order[i]; p.frame == key && p.marker {
+			keyOut = !a.NeedKeyFrame() && a.Stats().KeyFrames == 2
+		}
+	})
+	if !keyOut {
+		t.Fatalf("the key frame did not come out when it completed; stats %+v", a.Stats())
+	}
+	if st := a.Stats(); st.KeyFrameRequests != 1 || st.Frames != uint64(5+len(frames)-key) {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestAssemblerSyntheticSkipToKey drives the window with hand-made packets: a hole followed by
+// padding and a key frame, while a key frame is needed, goes straight to the key frame.
+func TestAssemblerSyntheticSkipToKey(t *testing.T) {
+	keyPl := []byte{0x90, 0x80, 0x80, 0x01, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x00, 0x30, 0x00, 0xaa}
+	deltaStart := []byte{0x90, 0x80, 0x80, 0x02, 0x01, 0x02, 0x03}
+	a := NewAssembler(AssemblerConfig{MaxDelay: 10 * time.Millisecond})
+	steps := []struct {
+		seq    uint16
+		ts     uint32
+		marker bool
+		pl     []byte
+		frames int // frames Next returns after this packet
+	}{
+		{1, 0, true, keyPl, 1},
+		{2, 3000, false, deltaStart, 0}, // 3 is lost
+		{4, 6000, true, deltaStart, 0},  // frame 2 expires and is dropped, 4 is dropped: key needed
+		{6, 6000, false, nil, 0},        // 5 is lost, 6 is padding
+		{7, 9000, true, keyPl, 1},       // straight to the key frame
+		{8, 12000, true, deltaStart, 1},
+	}
+	for _, st := range steps {
+		if err := a.PushPayload(st.seq, st.ts, st.marker, st.pl); err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for _, ok := a.Next(); ok; _, ok = a.Next() {
+			got++
+		}
+		if got != st.frames {
+			t.Fatalf("after seq %d: %d frames, want %d (stats %+v)", st.seq, got, st.frames, a.Stats())
+		}
+		if err := checkInvariants(a); err != nil {
+			t.Fatalf("after seq %d: %v", st.seq, err)
+		}
+		if st.seq == 4 && !a.NeedKeyFrame() {
+			t.Fatal("no key frame needed after the loss")
+		}
+	}
+	if st := a.Stats(); a.NeedKeyFrame() || st.KeyFrames != 2 || st.KeyFrameRequests != 1 {
+		t.Errorf("needKey %v, stats %+v", a.NeedKeyFrame(), st)
 	}
 }

@@ -276,7 +276,10 @@ func TestDecodeHostile(t *testing.T) {
 			if _, _, err := dec.Decode(key, dst); err != nil {
 				t.Fatalf("real key frame: %v", err)
 			}
-			if _, _, err := dec.Decode(f[:n], dst); err != nil {
+			_, _, err := dec.Decode(f[:n], dst)
+			if err == nil {
+				t.Errorf("frame truncated to %d of %d bytes decoded without error", n, len(f))
+			} else {
 				failures++
 				if !dec.NeedKeyFrame() {
 					t.Fatalf("truncated to %d bytes: %v without needing a key frame", n, err)
@@ -305,5 +308,80 @@ func TestDecodeHostile(t *testing.T) {
 	dec.Close()
 	if _, _, err := dec.Decode(key, dst); !errors.Is(err, ErrClosed) {
 		t.Errorf("Decode after Close = %v", err)
+	}
+}
+
+func TestDecodeResolutionChange(t *testing.T) {
+	small := encodeSequence(t, EncoderConfig{Width: 320, Height: 240, FrameRate: 30, BitrateKbps: 400}, 3)
+	large := encodeSequence(t, EncoderConfig{Width: 640, Height: 360, FrameRate: 30, BitrateKbps: 800}, 3)
+	dec, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	dst := make([]byte, media.I420.FrameSize(320, 240))
+	for _, f := range small {
+		if w, h, err := dec.Decode(f.data, dst); err != nil || w != 320 || h != 240 {
+			t.Fatalf("small picture %d: %d, %d, %v", f.n, w, h, err)
+		}
+	}
+	// The larger key frame asks for a larger buffer without disturbing the decoder.
+	w, h, err := dec.Decode(large[0].data, dst)
+	if !errors.Is(err, ErrShortBuffer) || w != 640 || h != 360 || dec.NeedKeyFrame() {
+		t.Fatalf("larger key frame into a small buffer: %d, %d, %v (needKey %v)", w, h, err, dec.NeedKeyFrame())
+	}
+	dst = make([]byte, media.I420.FrameSize(w, h))
+	pic := make([]byte, len(dst))
+	for _, f := range large {
+		if w, h, err := dec.Decode(f.data, dst); err != nil || w != 640 || h != 360 {
+			t.Fatalf("large picture %d: %d, %d, %v", f.n, w, h, err)
+		}
+		drawPattern(pic, 640, 360, f.n)
+		if p := psnrY(pic, dst, 640, 360); p < 30 {
+			t.Errorf("large picture %d: PSNR %.1f dB", f.n, p)
+		}
+	}
+}
+
+// TestCloseWhileCoding closes an encoder and a decoder from another goroutine while they work:
+// the calls in flight finish, later ones return ErrClosed.
+func TestCloseWhileCoding(t *testing.T) {
+	const w, h = 160, 120
+	frames := encodeSequence(t, EncoderConfig{Width: w, Height: h, FrameRate: 30, BitrateKbps: 200}, 2)
+	enc, err := NewEncoder(EncoderConfig{Width: w, Height: h, FrameRate: 30, BitrateKbps: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
+	go func() {
+		pic := make([]byte, media.I420.FrameSize(w, h))
+		for n := int64(0); ; n++ {
+			if _, _, err := enc.Encode(pic, n*3000, false); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	go func() {
+		dst := make([]byte, media.I420.FrameSize(w, h))
+		for {
+			for _, f := range frames {
+				if _, _, err := dec.Decode(f.data, dst); err != nil {
+					done <- err
+					return
+				}
+			}
+		}
+	}()
+	enc.Close()
+	dec.Close()
+	for range 2 {
+		if err := <-done; !errors.Is(err, ErrClosed) {
+			t.Errorf("after Close: %v, want ErrClosed", err)
+		}
 	}
 }
