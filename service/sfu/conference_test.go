@@ -70,6 +70,21 @@ func TestConferenceLoopback(t *testing.T) {
 		}
 	}
 
+	// The latest offer names each m-line's stream.
+	a.mu.Lock()
+	offered := a.offered
+	a.mu.Unlock()
+	kinds := map[string]StreamKind{}
+	for _, tr := range offered {
+		kinds[tr.ParticipantID] = tr.Kind
+		if tr.MID == "" || tr.SourceID == 0 {
+			t.Errorf("offer track info %+v", tr)
+		}
+	}
+	if len(offered) != 2 || kinds["B"] != StreamAudio || kinds["C"] != StreamAudio {
+		t.Errorf("A's offer tracks = %+v, want B's and C's audio", offered)
+	}
+
 	// Dominant speaker follows the loud one.
 	a.setLevel(10)
 	eventually(t, "A dominant", func() bool { return c.DominantSpeaker() == a.p.SourceID(StreamAudio) })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"sync"
 
@@ -36,9 +37,10 @@ type ParticipantOptions struct {
 	DisplayName string
 	Identity    string
 	// OnOffer receives each offer of the subscriber connection (when someone publishes or
-	// leaves); the participant answers with Participant.Answer. Required. Called from the
-	// participant's negotiation goroutine, one at a time.
-	OnOffer func(sdp string)
+	// leaves) with what each of its m-lines carries; the participant answers with
+	// Participant.Answer. Required. Called from the participant's negotiation goroutine, one at
+	// a time.
+	OnOffer func(sdp string, tracks []TrackInfo)
 	// OnCandidate, when set, receives the SFU's ICE candidates as they are found (trickle ICE), and
 	// offers and answers are handed out before gathering ends. Without it, they carry every
 	// candidate.
@@ -82,7 +84,7 @@ type Participant struct {
 	audioSrc    uint32
 	videoSrc    uint32
 	screenSrc   uint32
-	onOffer     func(string)
+	onOffer     func(string, []TrackInfo)
 	onCandidate func(Role, webrtc.ICECandidateInit)
 	onClosed    func(error)
 
@@ -426,7 +428,7 @@ func (p *Participant) negotiateLoop() {
 		}
 		p.awaiting = true
 		p.negMu.Unlock()
-		sdp, err := p.subscriberOffer()
+		sdp, tracks, err := p.subscriberOffer()
 		if err != nil {
 			p.negMu.Lock()
 			p.awaiting = false
@@ -440,20 +442,47 @@ func (p *Participant) negotiateLoop() {
 			}
 			continue
 		}
-		p.onOffer(sdp)
+		p.onOffer(sdp, tracks)
 	}
 }
 
-func (p *Participant) subscriberOffer() (string, error) {
+// TrackInfo tells a browser what one m-line of its subscriber connection carries. The track's
+// id in the SDP (msid) is "<kind>-<sourceId>" and its stream id the publisher's participant id,
+// but browsers do not all keep those ids, so the mid is the reliable key.
+type TrackInfo struct {
+	MID           string
+	Kind          StreamKind
+	SourceID      uint32
+	ParticipantID string
+}
+
+// tracks lists the subscriber connection's m-lines that carry a stream now.
+func (p *Participant) tracks() []TrackInfo {
+	xs := p.sub.GetTransceivers()
+	p.conf.mu.Lock()
+	defer p.conf.mu.Unlock()
+	out := make([]TrackInfo, 0, len(p.downs))
+	for _, d := range p.downs {
+		for _, x := range xs {
+			if x.Sender() == d.sender && x.Mid() != "" {
+				out = append(out, TrackInfo{MID: x.Mid(), Kind: d.pub.kind, SourceID: d.pub.source, ParticipantID: d.pub.owner.id})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].MID < out[j].MID })
+	return out
+}
+
+func (p *Participant) subscriberOffer() (string, []TrackInfo, error) {
 	if p.onCandidate != nil {
 		offer, err := p.sub.CreateOffer(nil)
 		if err != nil {
-			return "", fmt.Errorf("sfu: subscriber offer for %q: %w", p.id, err)
+			return "", nil, fmt.Errorf("sfu: subscriber offer for %q: %w", p.id, err)
 		}
 		if err := p.sub.SetLocalDescription(offer); err != nil {
-			return "", fmt.Errorf("sfu: set subscriber offer for %q: %w", p.id, err)
+			return "", nil, fmt.Errorf("sfu: set subscriber offer for %q: %w", p.id, err)
 		}
-		return offer.SDP, nil
+		return offer.SDP, p.tracks(), nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -464,7 +493,8 @@ func (p *Participant) subscriberOffer() (string, error) {
 		case <-ctx.Done():
 		}
 	}()
-	return rtc.CompleteOffer(ctx, p.sub)
+	sdp, err := rtc.CompleteOffer(ctx, p.sub)
+	return sdp, p.tracks(), err
 }
 
 // addDownLocked gives a browser participant a track for a newly published stream.

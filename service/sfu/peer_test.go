@@ -34,6 +34,7 @@ type testPeer struct {
 	sending  sync.WaitGroup
 	level    byte    // audio level (dBov) the peer sends
 	delays   []int64 // send-to-receive delay of audio packets (ns), all senders
+	offered  []TrackInfo
 }
 
 // recvStream is what a test peer received on one track.
@@ -138,7 +139,10 @@ func joinPeer(t *testing.T, api *webrtc.API, c *Conference, name string, video b
 	return tp
 }
 
-func (tp *testPeer) onOffer(offer string) {
+func (tp *testPeer) onOffer(offer string, tracks []TrackInfo) {
+	tp.mu.Lock()
+	tp.offered = tracks
+	tp.mu.Unlock()
 	select {
 	case <-tp.stopSend:
 		return // closing: offers made while others leave are moot

@@ -153,10 +153,20 @@ type Sources struct {
 	ScreenShare uint32 `json:"screenShare"`
 }
 
-// Offer is the server's offer of the subscriber connection.
+// Offer is the server's offer of the subscriber connection, with what each of its m-lines
+// carries.
 type Offer struct {
-	Type string `json:"type"`
-	SDP  string `json:"sdp"`
+	Type   string  `json:"type"`
+	SDP    string  `json:"sdp"`
+	Tracks []Track `json:"tracks"`
+}
+
+// Track names the stream an m-line of the subscriber connection carries.
+type Track struct {
+	MID           string `json:"mid"`
+	Kind          string `json:"kind"`
+	SourceID      uint32 `json:"sourceId"`
+	ParticipantID string `json:"participantId"`
 }
 
 // Roster is the whole roster after a change.

@@ -341,7 +341,13 @@ func (s *Server) join(ctx context.Context, ss *session, ref, display string, res
 	unwatch := conf.Watch(ss.onEvent)
 	part, err := conf.Join(ss.id, sfu.ParticipantOptions{
 		DisplayName: display,
-		OnOffer:     func(sdp string) { ss.sendDescription(sfu.RoleSubscriber, Offer{Type: TypeOffer, SDP: sdp}) },
+		OnOffer: func(sdp string, tracks []sfu.TrackInfo) {
+			m := Offer{Type: TypeOffer, SDP: sdp, Tracks: make([]Track, 0, len(tracks))}
+			for _, tr := range tracks {
+				m.Tracks = append(m.Tracks, Track{MID: tr.MID, Kind: tr.Kind.String(), SourceID: tr.SourceID, ParticipantID: tr.ParticipantID})
+			}
+			ss.sendDescription(sfu.RoleSubscriber, m)
+		},
 		OnCandidate: func(role sfu.Role, c webrtc.ICECandidateInit) {
 			ss.sendCandidate(role, Candidate{Type: TypeCandidate, Target: role.String(), Candidate: CandidateInit{
 				Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}})

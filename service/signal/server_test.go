@@ -56,13 +56,14 @@ type client struct {
 	msgs chan map[string]any
 	done chan struct{}
 
-	api      *webrtc.API
-	pub, sub *webrtc.PeerConnection
-	mu       sync.Mutex
-	got      map[byte]int // first payload byte of received audio → packets
-	descSent map[string]bool
-	candWait map[string][]Candidate
-	wg       sync.WaitGroup
+	api        *webrtc.API
+	pub, sub   *webrtc.PeerConnection
+	mu         sync.Mutex
+	got        map[byte]int // first payload byte of received audio → packets
+	descSent   map[string]bool
+	lastTracks []any
+	candWait   map[string][]Candidate
+	wg         sync.WaitGroup
 }
 
 func dial(t *testing.T, e *env) *client {
@@ -169,6 +170,9 @@ func (c *client) media(m map[string]any) {
 	}
 	switch m["type"] {
 	case "offer":
+		c.mu.Lock()
+		c.lastTracks, _ = m["tracks"].([]any)
+		c.mu.Unlock()
 		if err := sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m["sdp"].(string)}); err != nil {
 			c.t.Errorf("subscriber offer: %v", err)
 			return
@@ -339,6 +343,14 @@ func TestSignalling(t *testing.T) {
 			t.Fatalf("media: A heard %d, B heard %d", a.heard('B'), b.heard('A'))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+
+	a.mu.Lock()
+	tracks := a.lastTracks
+	a.mu.Unlock()
+	if len(tracks) != 1 || tracks[0].(map[string]any)["participantId"] != idB || tracks[0].(map[string]any)["kind"] != "audio" ||
+		tracks[0].(map[string]any)["mid"] == "" {
+		t.Errorf("A's offer tracks = %v, want B's audio", tracks)
 	}
 
 	// A hostile client: errors for it only.
