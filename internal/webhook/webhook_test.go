@@ -248,7 +248,12 @@ func TestGivesUp(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(502) }))
 		defer srv.Close()
 		// The first back-off (≥ 1 s) does not fit in MaxElapsed: one attempt only.
-		d := newDispatcher(t, func(o *Options) { o.MaxAttempts = 10; o.BaseDelay = 2 * time.Second; o.MaxDelay = 4 * time.Second; o.MaxElapsed = time.Second })
+		d := newDispatcher(t, func(o *Options) {
+			o.MaxAttempts = 10
+			o.BaseDelay = 2 * time.Second
+			o.MaxDelay = 4 * time.Second
+			o.MaxElapsed = time.Second
+		})
 		r := wait(t, send(t, d, context.Background(), "c", srv.URL))
 		if !errors.Is(r.Err, ErrGaveUp) || r.Attempts != 1 {
 			t.Fatalf("%+v", r)

@@ -412,7 +412,9 @@ func TestFailures(t *testing.T) {
 		{"bot 500", func(*testing.T) webhook.Result {
 			return webhook.Result{Status: 500, Attempts: 5, Err: webhook.ErrGaveUp}
 		}, ReasonBotUnreachable},
-		{"bot 404", func(*testing.T) webhook.Result { return webhook.Result{Status: 404, Attempts: 1, Err: webhook.ErrRejected} }, ReasonBotUnreachable},
+		{"bot 404", func(*testing.T) webhook.Result {
+			return webhook.Result{Status: 404, Attempts: 1, Err: webhook.ErrRejected}
+		}, ReasonBotUnreachable},
 		{"malformed workflow", func(*testing.T) webhook.Result { return webhook.Result{Status: 200, Body: []byte(`{"actions":`)} }, ReasonBadWorkflow},
 		{"invalid workflow", func(*testing.T) webhook.Result {
 			return webhook.Result{Status: 200, Body: []byte(`{"actions":[{"action":"dance"}]}`)}
@@ -687,4 +689,3 @@ func TestPlaceCallRefusals(t *testing.T) {
 		}
 	})
 }
-
