@@ -443,9 +443,6 @@ func (s *videoSink) retarget(now int64) {
 		return
 	}
 	t := s.want
-	if s.lossy && t > LayerLow {
-		t--
-	}
 	if s.capBps > 0 {
 		for t > LayerLow {
 			u := pub.layers[t].Load()
@@ -454,6 +451,9 @@ func (s *videoSink) retarget(now int64) {
 			}
 			t--
 		}
+	}
+	if s.lossy && t > LayerLow {
+		t--
 	}
 	var up *upstream
 	if up = pub.layer(t); up != nil {

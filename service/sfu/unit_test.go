@@ -397,3 +397,59 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestVideoSinkLayers: the receiver's wish, its REMB estimate and its loss pick the layer;
+// PLIs from the receiver reach the publisher's current layer at most once per interval.
+func TestVideoSinkLayers(t *testing.T) {
+	m, _ := newMetrics(nil)
+	pub := &published{kind: StreamVideo, source: 9}
+	plis := map[uint32]int{}
+	for l, rate := range []int64{150e3, 500e3, 1500e3} {
+		u := &upstream{pub: pub, layer: l, ssrc: uint32(100 + l), m: m.kinds[StreamVideo],
+			keyframe: func(ssrc uint32) { plis[ssrc]++ }}
+		u.bitrate.Store(rate)
+		pub.layers[l].Store(u)
+	}
+	dt := newDownTrack("v", "s", webrtcCodec{MimeType: "video/VP8", ClockRate: 90000})
+	w := &fakeWriter{}
+	dt.b.Store(&binding{ssrc: 1, pt: 96, w: w})
+	s := newVideoSink(dt, pub, LayerHigh, false, m.kinds[StreamVideo])
+	now := int64(time.Hour)
+	s.retarget(now)
+	if tgt, cur := s.layers(); tgt != LayerHigh || cur != -1 {
+		t.Fatalf("start: target %d current %d", tgt, cur)
+	}
+	if plis[102] != 1 {
+		t.Fatalf("no key frame asked of the target layer: %v", plis)
+	}
+	// A delta frame on q is not forwarded; a key frame on f starts the stream.
+	hi, lo := pub.layers[2].Load(), pub.layers[0].Load()
+	lo.handle(videoPacket(1, 1, false), now) // parses into lo.pkt (no sinks listed)
+	s.forward(lo, now)
+	hi.handle(videoPacket(1, 1, true), now)
+	s.forward(hi, now)
+	if _, cur := s.layers(); cur != LayerHigh || w.n != 1 {
+		t.Fatalf("after key frame: current %d, written %d", cur, w.n)
+	}
+	// REMB of 600 kb/s: h is the best that fits.
+	s.estimate(600e3, now)
+	if tgt, _ := s.layers(); tgt != LayerMid {
+		t.Fatalf("after REMB: target %d", tgt)
+	}
+	// Heavy loss: one more down.
+	s.loss(60, now+int64(time.Second))
+	if tgt, _ := s.layers(); tgt != LayerLow {
+		t.Fatalf("after loss: target %d", tgt)
+	}
+	s.loss(0, now+int64(2*time.Second))
+	if tgt, _ := s.layers(); tgt != LayerMid {
+		t.Fatalf("after recovery: target %d", tgt)
+	}
+	// Receiver PLIs: rate-limited per publisher layer.
+	before := plis[102]
+	s.keyframeRequested(now + int64(3*time.Second))
+	s.keyframeRequested(now + int64(3*time.Second) + int64(100*time.Millisecond))
+	if plis[102] != before+1 {
+		t.Fatalf("PLIs to the current layer: %d, want %d", plis[102], before+1)
+	}
+}
