@@ -1139,3 +1139,10 @@ func checkStreams(streams []protocol.Stream) error {
 	}
 	return nil
 }
+
+// Stats returns the number of calls that have not terminated and of open conferences.
+func (m *Manager) Stats() (activeCalls, conferences int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.calls), len(m.confs)
+}

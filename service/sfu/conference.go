@@ -154,6 +154,9 @@ func (c *Conference) eventLoop() {
 			for _, fn := range fns {
 				fn(e)
 			}
+			for _, fn := range c.sfu.globalWatchers() {
+				fn(c.id, e)
+			}
 		}
 	}
 }

@@ -106,6 +106,9 @@ type Participant struct {
 	pending  bool
 	negCh    chan struct{}
 
+	stateMu sync.Mutex
+	stateCh chan struct{} // closed at the next connection state change (WaitConnected)
+
 	closeOnce sync.Once
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -231,6 +234,7 @@ func (p *Participant) newPC(role Role) (*webrtc.PeerConnection, error) {
 		})
 	}
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		p.signalState()
 		switch s {
 		case webrtc.PeerConnectionStateFailed:
 			p.fail(fmt.Errorf("%s connection of %q: %w", role, p.id, ErrTransportFailed))

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
 	"sync"
 	"time"
 
@@ -82,10 +83,42 @@ type SFU struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	mu     sync.Mutex
-	confs  map[string]*Conference
-	nextID uint32
-	closed bool
+	mu       sync.Mutex
+	confs    map[string]*Conference
+	nextID   uint32
+	closed   bool
+	watchers map[int]func(string, Event)
+	nextW    int
+}
+
+// WatchAll calls fn with every later event of every conference (existing and future), on each
+// conference's event goroutine after its own watchers. cancel stops the calls.
+func (s *SFU) WatchAll(fn func(conferenceID string, e Event)) (cancel func()) {
+	s.mu.Lock()
+	id := s.nextW
+	s.nextW++
+	s.watchers[id] = fn
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.watchers, id)
+		s.mu.Unlock()
+	}
+}
+
+func (s *SFU) globalWatchers() []func(string, Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]int, 0, len(s.watchers))
+	for id := range s.watchers {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	fns := make([]func(string, Event), 0, len(ids))
+	for _, id := range ids {
+		fns = append(fns, s.watchers[id])
+	}
+	return fns
 }
 
 // New starts an SFU: it opens the UDP socket and builds the pion API (internal/rtc's codecs and
@@ -105,7 +138,8 @@ func New(cfg Config) (*SFU, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &SFU{cfg: cfg, log: cfg.Logger, metrics: m, confs: make(map[string]*Conference)}
+	s := &SFU{cfg: cfg, log: cfg.Logger, metrics: m, confs: make(map[string]*Conference),
+		watchers: make(map[int]func(string, Event))}
 
 	se := rtc.ServiceSettingEngine(cfg.Loopback)
 	if cfg.LoggerFactory != nil {
