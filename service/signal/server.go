@@ -292,6 +292,9 @@ func (s *Server) handle(ctx context.Context, conn *websocket.Conn, ss *session, 
 		if err := conf.SetMuted(part.ID(), kind, m.Muted); err != nil {
 			return nil, fail(CodeFailed, ref, err)
 		}
+		if mu, ok := s.opts.Directory.(Muter); ok && kind == sfu.StreamAudio {
+			_ = mu.SetMuted(conf.ID(), part.ID(), m.Muted)
+		}
 	case *Leave:
 		ss.end("left", true)
 	}

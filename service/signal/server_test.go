@@ -3,6 +3,7 @@ package signal
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
@@ -16,6 +17,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/webhook"
+	"github.com/switchboard-rtc/switchboard/service/bots"
+	"github.com/switchboard-rtc/switchboard/service/calls"
 	"github.com/switchboard-rtc/switchboard/service/sfu"
 )
 
@@ -407,4 +411,54 @@ func TestSignalling(t *testing.T) {
 	a.expect("left")
 	b2.expectRoster(func(ps []any) bool { ids := rosterIDs(ps); return len(ids) == 1 && ids[0] == idB })
 	b.close()
+}
+
+type noBots struct{}
+
+func (noBots) Lookup(appID string) (bots.Bot, error) {
+	return bots.Bot{}, fmt.Errorf("bot %q: %w", appID, bots.ErrUnknown)
+}
+
+type nullBus struct{}
+
+func (nullBus) Enqueue(context.Context, webhook.Request) error { return nil }
+
+// TestCallsDirectory: with the call layer as directory, a browser in a room is in the call
+// layer's conference until it leaves; calling an unknown bot is not_found.
+func TestCallsDirectory(t *testing.T) {
+	m, err := calls.New(calls.Options{Bots: noBots{}, Bus: nullBus{}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	e := newEnv(t, Options{Directory: CallsDirectory{Calls: m}})
+	a := dial(t, e)
+	defer a.close()
+	j := join(a, "retro", "Ann")
+	info, err := m.Conference("room:retro")
+	if err != nil || len(info.Roster) != 1 || info.Roster[0].ID != j["participantId"] {
+		t.Fatalf("call layer conference = %+v, %v", info, err)
+	}
+	a.send(Mute{Type: "mute", Kind: "audio", Muted: true})
+	a.send(Ping{Type: "ping"})
+	a.expect("pong")
+	b := dial(t, e)
+	defer b.close()
+	b.send(CallBot{Type: "callBot", Bot: "nobody"})
+	if m := b.expect("error"); m["code"] != CodeNotFound {
+		t.Fatalf("unknown bot: %v", m)
+	}
+	a.send(Leave{Type: "leave"})
+	a.expect("left")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, _ := m.Conference("room:retro")
+		if len(info.Roster) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("call layer roster after leave: %+v", info.Roster)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -1,0 +1,60 @@
+package signal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/switchboard-rtc/switchboard/internal/protocol"
+	"github.com/switchboard-rtc/switchboard/service/calls"
+)
+
+// CallsDirectory is the Directory of a service with a call layer: a room is the call layer's
+// conference "room:<name>" (created on first use), calling a bot places a one-to-one call to
+// the bot whose app id is the name, and the call layer's roster follows the browsers that join
+// and leave. (Streams and the dominant speaker reach it from the SFU: sfu.SFU.ReportTo.)
+type CallsDirectory struct {
+	Calls *calls.Manager
+}
+
+var _ Directory = CallsDirectory{}
+
+// Room implements Directory.
+func (d CallsDirectory) Room(_ context.Context, room string, c Caller) (string, error) {
+	id := "room:" + room
+	if _, err := d.Calls.CreateConference(id, room); err != nil && !errors.Is(err, calls.ErrConferenceExists) {
+		return "", fmt.Errorf("room %q: %w", room, err)
+	}
+	if err := d.Calls.AddParticipant(id, calls.Participant{ID: c.ParticipantID, DisplayName: c.DisplayName, Identity: c.ParticipantID}); err != nil {
+		return "", fmt.Errorf("room %q: %w", room, err)
+	}
+	return id, nil
+}
+
+// CallBot implements Directory.
+func (d CallsDirectory) CallBot(ctx context.Context, bot string, c Caller) (string, error) {
+	info, err := d.Calls.PlaceCall(ctx, bot, calls.Participant{ID: c.ParticipantID, DisplayName: c.DisplayName, Identity: c.ParticipantID},
+		protocol.ModalityAudio, protocol.ModalityVideo, protocol.ModalityScreenShare)
+	if errors.Is(err, calls.ErrUnknownBot) {
+		return "", fmt.Errorf("call bot %q: %w (%w)", bot, ErrNotFound, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("call bot %q: %w", bot, err)
+	}
+	return info.ConferenceID, nil
+}
+
+// Left implements Directory.
+func (d CallsDirectory) Left(conferenceID, participantID string) {
+	_ = d.Calls.RemoveParticipant(conferenceID, participantID)
+}
+
+// SetMuted tells the call layer (audio mutes only; see Muter).
+func (d CallsDirectory) SetMuted(conferenceID, participantID string, muted bool) error {
+	return d.Calls.SetMuted(conferenceID, participantID, muted)
+}
+
+// Muter is implemented by a Directory that wants to hear of audio mutes.
+type Muter interface {
+	SetMuted(conferenceID, participantID string, muted bool) error
+}
