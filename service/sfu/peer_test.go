@@ -139,6 +139,15 @@ func joinPeer(t *testing.T, api *webrtc.API, c *Conference, name string, video b
 	return tp
 }
 
+func (tp *testPeer) closing() bool {
+	select {
+	case <-tp.stopSend:
+		return true
+	default:
+		return tp.sub.ConnectionState() == webrtc.PeerConnectionStateClosed
+	}
+}
+
 func (tp *testPeer) onOffer(offer string, tracks []TrackInfo) {
 	tp.mu.Lock()
 	tp.offered = tracks
@@ -149,7 +158,7 @@ func (tp *testPeer) onOffer(offer string, tracks []TrackInfo) {
 	default:
 	}
 	if err := tp.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		if tp.sub.ConnectionState() == webrtc.PeerConnectionStateClosed {
+		if tp.closing() {
 			return
 		}
 		tp.t.Errorf("%s: subscriber offer: %v", tp.name, err)
@@ -158,14 +167,14 @@ func (tp *testPeer) onOffer(offer string, tracks []TrackInfo) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	answer, err := rtc.CompleteAnswer(ctx, tp.sub, nil)
-	if err != nil && tp.sub.ConnectionState() == webrtc.PeerConnectionStateClosed {
+	if err != nil && tp.closing() {
 		return
 	}
 	if err != nil {
 		tp.t.Errorf("%s: subscriber answer: %v", tp.name, err)
 		return
 	}
-	if err := tp.p.Answer(answer); err != nil {
+	if err := tp.p.Answer(answer); err != nil && !tp.closing() {
 		tp.t.Errorf("%s: apply answer: %v", tp.name, err)
 	}
 }
