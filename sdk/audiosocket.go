@@ -1,0 +1,690 @@
+package sdk
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-rtc/switchboard/internal/jitter"
+	"github.com/switchboard-rtc/switchboard/internal/opus"
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/media"
+)
+
+// StreamDirection says whether a socket sends, receives or both. The zero value is Sendrecv.
+type StreamDirection uint8
+
+// Stream directions.
+const (
+	Sendrecv StreamDirection = iota
+	Sendonly
+	Recvonly
+)
+
+func (d StreamDirection) String() string {
+	switch d {
+	case Sendrecv:
+		return "sendrecv"
+	case Sendonly:
+		return "sendonly"
+	case Recvonly:
+		return "recvonly"
+	}
+	return fmt.Sprintf("StreamDirection(%d)", uint8(d))
+}
+
+func (d StreamDirection) sends() bool    { return d == Sendrecv || d == Sendonly }
+func (d StreamDirection) receives() bool { return d == Sendrecv || d == Recvonly }
+
+// webrtcDirection is the direction on the socket's own (first) m-line.
+func (d StreamDirection) webrtc() webrtc.RTPTransceiverDirection {
+	switch d {
+	case Sendonly:
+		return webrtc.RTPTransceiverDirectionSendonly
+	case Recvonly:
+		return webrtc.RTPTransceiverDirectionRecvonly
+	}
+	return webrtc.RTPTransceiverDirectionSendrecv
+}
+
+// MediaSendStatus says whether a socket may send: Active once the call's media transport is
+// connected (and the socket and the offer allow sending), Inactive otherwise.
+type MediaSendStatus uint8
+
+// Send statuses.
+const (
+	Inactive MediaSendStatus = iota
+	Active
+)
+
+func (s MediaSendStatus) String() string {
+	if s == Active {
+		return "active"
+	}
+	return "inactive"
+}
+
+// AudioFormat is the PCM format a socket exchanges with the bot.
+type AudioFormat uint8
+
+// Audio formats. Pcm16K is the only one: signed 16-bit, 16 kHz, mono, 20 ms frames.
+const (
+	Pcm16K AudioFormat = iota
+)
+
+// AudioReceivedEvent is one 20 ms frame of the call's audio.
+type AudioReceivedEvent struct {
+	// Buffer is the mix of the call's loudest speakers (or comfort noise, with Buffer.Silence,
+	// when nobody's audio arrived). Its ActiveSpeakers are the source ids of the speakers whose
+	// audio is audible in it, loudest first. The buffer is yours: Release it when done (you may
+	// keep it past the callback).
+	Buffer *media.AudioBuffer
+	// Unmixed holds, with AudioSocketSettings.ReceiveUnmixed, one buffer per active speaker
+	// (SourceID set), loudest first; each is yours to Release. The slice itself is valid only
+	// during the callback.
+	Unmixed []*media.AudioBuffer
+	// Dropped counts the frames dropped so far because earlier callbacks returned too late.
+	Dropped uint64
+}
+
+// AudioSocketSettings configure an AudioSocket. The zero value sends and receives Pcm16K and
+// calls nothing back.
+//
+// Every callback runs on the socket's one event goroutine, one at a time, in order; none runs
+// after Close returns. A callback should return quickly (queue slow work elsewhere): while it
+// runs, received frames wait in a short queue, and when that is full the oldest is dropped. The
+// network and the socket's 20 ms clock never wait for a callback. Do not call Close, or the
+// handler's methods that end the call's media, from a callback: they wait for it to return.
+type AudioSocketSettings struct {
+	Direction StreamDirection
+	Format    AudioFormat
+	// ReceiveUnmixed asks for one buffer per active speaker in each event, beside the mix.
+	ReceiveUnmixed bool
+
+	// OnAudioReceived is called 50 times a second while the call's media runs (comfort noise
+	// when nothing arrives), for receiving sockets.
+	OnAudioReceived func(AudioReceivedEvent)
+	// OnSendStatusChanged is called when sending becomes possible (Active) or stops (Inactive).
+	// Send only while Active.
+	OnSendStatusChanged func(MediaSendStatus)
+	// OnDominantSpeakerChanged is called when the service announces a new dominant speaker
+	// (its source id; 0 when nobody speaks).
+	OnDominantSpeakerChanged func(sourceID uint32)
+	// OnSendDone is called with each buffer given to Send once the platform is done with it
+	// (encoded and sent, or discarded). Nil means the platform Releases the buffer, which
+	// returns it to the pool it came from.
+	OnSendDone func(*media.AudioBuffer)
+
+	// QueueFrames is the depth of the event queue in frames; 0 means 10 (200 ms).
+	QueueFrames int
+	// SendQueueFrames is how many frames Send may queue ahead of the clock; 0 means 50 (1 s).
+	SendQueueFrames int
+	// Bitrate of the sent Opus stream in bits a second; 0 means 32000.
+	Bitrate int
+}
+
+// speakerThreshold is the mean absolute sample value above which a slot's frame counts as an
+// active speaker (about -50 dBFS).
+const speakerThreshold = 100
+
+// AudioSocket sends and receives a call's audio, frame by frame. Make one per call with
+// NewAudioSocket and give it to MediaPlatform.CreateMediaConfiguration. Receiving: one frame
+// every 20 ms through OnAudioReceived, mixed from the loudest speakers the service forwards.
+// Sending: Send queues 20 ms frames, which the socket encodes and sends on its clock.
+type AudioSocket struct {
+	settings AudioSocketSettings
+	pool     *media.AudioPool
+	events   *eventQueue[audioEvent]
+	sendQ    chan *media.AudioBuffer
+
+	mu     sync.Mutex
+	owner  *MediaConfiguration
+	call   *callMedia
+	log    *slog.Logger
+	slots  []*audioSlot
+	closed bool
+
+	track     *webrtc.TrackLocalStaticRTP // nil when not sending
+	rtpSender *webrtc.RTPSender
+	sendable  atomic.Bool // the answer allows sending
+	status    atomic.Uint32
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+
+	// Owned by the clock goroutine.
+	enc     *opus.Encoder
+	opusOut []byte
+	pkt     rtp.Packet
+	sending bool // sent a packet in the previous tick (marker after gaps)
+	order   []int
+	ids     []uint32
+
+	// Owned by the event goroutine.
+	unmixed [rtc.MaxAudioLines]*media.AudioBuffer
+}
+
+type audioEventKind uint8
+
+const (
+	audioFrame audioEventKind = iota
+	audioSendStatus
+	audioDominant
+)
+
+type audioEvent struct {
+	kind    audioEventKind
+	buf     *media.AudioBuffer
+	unmixed [rtc.MaxAudioLines]*media.AudioBuffer
+	n       int
+	status  MediaSendStatus
+	source  uint32
+}
+
+// audioSlot is one audio m-line: the loudest-speaker stream the service forwards on it.
+type audioSlot struct {
+	index  int
+	play   *slotPlayout
+	source atomic.Uint32 // CSRC[0] of the latest packet
+	pcm    [media.FrameSamples]int16
+	level  int
+	heard  bool
+}
+
+// NewAudioSocket makes an audio socket. It starts nothing until the call's media is answered.
+func NewAudioSocket(s AudioSocketSettings) (*AudioSocket, error) {
+	if s.Format != Pcm16K {
+		return nil, fmt.Errorf("sdk: audio format %d not supported (only Pcm16K)", s.Format)
+	}
+	if s.Direction > Recvonly {
+		return nil, fmt.Errorf("sdk: audio socket direction %v not supported", s.Direction)
+	}
+	if s.QueueFrames <= 0 {
+		s.QueueFrames = 10
+	}
+	if s.SendQueueFrames <= 0 {
+		s.SendQueueFrames = 50
+	}
+	if s.Bitrate <= 0 {
+		s.Bitrate = 32000
+	}
+	return &AudioSocket{
+		settings: s,
+		pool:     media.NewAudioPool("audio socket"),
+		events:   newEventQueue[audioEvent](s.QueueFrames),
+		sendQ:    make(chan *media.AudioBuffer, s.SendQueueFrames),
+		stop:     make(chan struct{}),
+	}, nil
+}
+
+type audioClaim struct{ s *AudioSocket }
+
+func (c audioClaim) unclaim() {
+	c.s.mu.Lock()
+	c.s.owner = nil
+	c.s.mu.Unlock()
+}
+
+func (s *AudioSocket) claim(m *MediaConfiguration) socketClaim {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.owner != nil || s.closed {
+		return nil
+	}
+	s.owner = m
+	return audioClaim{s}
+}
+
+func (s *AudioSocket) lineKind() rtc.Kind { return rtc.KindAudio }
+
+func (s *AudioSocket) want(line rtc.Line) webrtc.RTPTransceiverDirection {
+	if line.Index == 0 {
+		return s.settings.Direction.webrtc()
+	}
+	if s.settings.Direction.receives() {
+		return webrtc.RTPTransceiverDirectionRecvonly
+	}
+	return webrtc.RTPTransceiverDirectionInactive
+}
+
+func (s *AudioSocket) start(call *callMedia) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrSocketClosed
+	}
+	s.call = call
+	s.log = call.log.With("socket", "audio")
+	if s.settings.Direction.receives() {
+		for _, line := range call.lines {
+			p, err := newSlotPlayout()
+			if err != nil {
+				return err
+			}
+			s.slots = append(s.slots, &audioSlot{index: line.Index, play: p})
+		}
+	}
+	if s.settings.Direction.sends() {
+		enc, err := opus.NewEncoder(opus.EncoderConfig{Bitrate: s.settings.Bitrate, FEC: true, PacketLossPercent: 5})
+		if err != nil {
+			return fmt.Errorf("sdk: audio socket encoder: %w", err)
+		}
+		s.enc = enc
+		s.opusOut = make([]byte, opus.MaxPacketSize)
+	}
+	s.order = make([]int, 0, len(s.slots))
+	s.ids = make([]uint32, 0, len(s.slots))
+	s.wg.Add(2)
+	go s.clock()
+	go func() {
+		defer s.wg.Done()
+		s.events.run(s.stop, s.deliver, s.discard)
+	}()
+	return nil
+}
+
+func (s *AudioSocket) localTrack(line rtc.Line, sender *webrtc.RTPSender, track *webrtc.TrackLocalStaticRTP) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.track, s.rtpSender = track, sender
+	s.sendable.Store(true)
+	s.pkt.Header = rtp.Header{Version: 2, PayloadType: uint8(rtc.PayloadTypeOpus)}
+	s.wg.Add(1)
+	go func() {
+		// Drain RTCP so that pion's interceptors see it (reports, congestion control).
+		defer s.wg.Done()
+		for {
+			if _, _, err := sender.ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+func (s *AudioSocket) remoteTrack(line rtc.Line, t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || t.Kind() != webrtc.RTPCodecTypeAudio {
+		return
+	}
+	var slot *audioSlot
+	for _, sl := range s.slots {
+		if sl.index == line.Index {
+			slot = sl
+		}
+	}
+	if slot == nil {
+		return
+	}
+	s.wg.Add(1)
+	go s.read(slot, t)
+}
+
+// read is the goroutine that reads one audio m-line's RTP into its slot.
+func (s *AudioSocket) read(slot *audioSlot, t *webrtc.TrackRemote) {
+	defer s.wg.Done()
+	buf := make([]byte, 1500)
+	var h rtp.Header
+	for {
+		n, _, err := t.Read(buf)
+		if err != nil {
+			return
+		}
+		off, err := h.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		end := n
+		if h.Padding && end > off {
+			end -= int(buf[n-1])
+		}
+		if end <= off {
+			continue
+		}
+		if len(h.CSRC) > 0 {
+			slot.source.Store(h.CSRC[0])
+		} else {
+			slot.source.Store(0)
+		}
+		slot.play.push(h.SequenceNumber, h.Timestamp, buf[off:end])
+	}
+}
+
+func (s *AudioSocket) connected(up bool) {
+	status := Inactive
+	if up && s.settings.Direction.sends() && s.sendable.Load() {
+		status = Active
+	}
+	if MediaSendStatus(s.status.Swap(uint32(status))) == status {
+		return
+	}
+	if !s.settings.Direction.sends() {
+		return
+	}
+	s.events.pushControl(audioEvent{kind: audioSendStatus, status: status})
+}
+
+func (s *AudioSocket) dominantSpeakerChanged(sourceID uint32) {
+	s.events.pushControl(audioEvent{kind: audioDominant, source: sourceID})
+}
+
+// SendStatus is the socket's current send status.
+func (s *AudioSocket) SendStatus() MediaSendStatus { return MediaSendStatus(s.status.Load()) }
+
+// Send queues one 20 ms frame (media.FrameSamples samples of 16 kHz PCM) to send. The buffer is
+// the platform's from now on until OnSendDone (or, without it, until the platform Releases it);
+// the socket's clock encodes one queued frame every 20 ms. Send fails with ErrNotSending while
+// the send status is Inactive and with ErrSendQueueFull when the bot is more than
+// SendQueueFrames ahead; the buffer then stays the bot's.
+func (s *AudioSocket) Send(buf *media.AudioBuffer) error {
+	if buf == nil {
+		return errors.New("sdk: send nil audio buffer")
+	}
+	if s.SendStatus() != Active {
+		return ErrNotSending
+	}
+	select {
+	case s.sendQ <- buf:
+		return nil
+	default:
+		return ErrSendQueueFull
+	}
+}
+
+// Dropped returns how many received frames were dropped because the bot's callbacks were slow.
+func (s *AudioSocket) Dropped() uint64 { return s.events.droppedCount() }
+
+// frameInterval is the audio clock's period.
+const frameInterval = 20 * time.Millisecond
+
+// maxLag is how many frames the clock may fall behind (a stalled process) before it skips ahead
+// rather than catching up frame by frame.
+const maxLag = 50
+
+// clock is the socket's 20 ms clock goroutine: each tick it mixes one received frame for the
+// bot and encodes one frame the bot sent. Ticks follow start + n·20 ms, so they do not drift.
+func (s *AudioSocket) clock() {
+	defer s.wg.Done()
+	start := time.Now()
+	timer := time.NewTimer(frameInterval)
+	defer timer.Stop()
+	var n int64
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-timer.C:
+		}
+		now := time.Since(start)
+		due := int64(now / frameInterval)
+		if due-n > maxLag {
+			n = due - 1
+		}
+		for ; n < due; n++ {
+			s.tick(time.Duration(n) * frameInterval)
+		}
+		timer.Reset(time.Duration(n+1)*frameInterval - time.Since(start))
+	}
+}
+
+// tick does one 20 ms step at media time ts.
+func (s *AudioSocket) tick(ts time.Duration) {
+	if s.settings.Direction.receives() {
+		s.mix(ts)
+	}
+	if s.track != nil {
+		s.send()
+	}
+}
+
+// mix takes one frame from every slot, mixes them and queues the event.
+func (s *AudioSocket) mix(ts time.Duration) {
+	s.order = s.order[:0]
+	for i, sl := range s.slots {
+		sl.heard = sl.play.next(sl.pcm[:])
+		sl.level = 0
+		if sl.heard {
+			sl.level = meanAbs(sl.pcm[:])
+			if sl.level >= speakerThreshold {
+				s.order = append(s.order, i)
+			}
+		}
+	}
+	slices.SortFunc(s.order, func(a, b int) int { return s.slots[b].level - s.slots[a].level })
+	buf := s.pool.Get()
+	buf.Timestamp = ts
+	out := buf.Samples()
+	heard := false
+	for _, sl := range s.slots {
+		if sl.heard {
+			heard = true
+			mixInto(out, sl.pcm[:])
+		}
+	}
+	if !heard && len(s.slots) > 0 {
+		copy(out, s.slots[0].pcm[:]) // comfort noise of the first slot
+	}
+	buf.Silence = !heard
+	s.ids = s.ids[:0]
+	for _, i := range s.order {
+		if id := s.slots[i].source.Load(); id != 0 {
+			s.ids = append(s.ids, id)
+		}
+	}
+	buf.SetActiveSpeakers(s.ids)
+	ev := audioEvent{kind: audioFrame, buf: buf}
+	if s.settings.ReceiveUnmixed {
+		for _, i := range s.order {
+			sl := s.slots[i]
+			u := s.pool.Get()
+			u.Timestamp = ts
+			u.SourceID = sl.source.Load()
+			copy(u.Samples(), sl.pcm[:])
+			ev.unmixed[ev.n] = u
+			ev.n++
+		}
+	}
+	if old, dropped := s.events.pushMedia(ev); dropped {
+		s.discard(old)
+	}
+}
+
+// send encodes and sends one queued frame, if the bot queued one.
+func (s *AudioSocket) send() {
+	var buf *media.AudioBuffer
+	select {
+	case buf = <-s.sendQ:
+	default:
+	}
+	s.pkt.Timestamp += opus.RTPFrameTicks
+	if buf == nil {
+		s.sending = false
+		return
+	}
+	defer s.sendDone(buf)
+	if s.SendStatus() != Active {
+		s.sending = false
+		return
+	}
+	n, err := s.enc.Encode(buf.Samples(), s.opusOut)
+	if err != nil {
+		s.log.Warn("encode audio", "err", err)
+		return
+	}
+	s.pkt.Marker = !s.sending
+	s.pkt.SequenceNumber++
+	s.pkt.Payload = s.opusOut[:n]
+	s.sending = true
+	_ = s.track.WriteRTP(&s.pkt) // fails only when the connection is closing
+}
+
+func (s *AudioSocket) sendDone(buf *media.AudioBuffer) {
+	if s.settings.OnSendDone != nil {
+		callBot(s.log, "OnSendDone", func() { s.settings.OnSendDone(buf) })
+		return
+	}
+	buf.Release()
+}
+
+// deliver runs on the event goroutine.
+func (s *AudioSocket) deliver(e audioEvent) {
+	switch e.kind {
+	case audioFrame:
+		if s.settings.OnAudioReceived == nil {
+			s.discard(e)
+			return
+		}
+		n := copy(s.unmixed[:], e.unmixed[:e.n])
+		ev := AudioReceivedEvent{Buffer: e.buf, Unmixed: s.unmixed[:n:n], Dropped: s.events.droppedCount()}
+		callBot(s.log, "OnAudioReceived", func() { s.settings.OnAudioReceived(ev) })
+		clear(s.unmixed[:n])
+	case audioSendStatus:
+		if f := s.settings.OnSendStatusChanged; f != nil {
+			callBot(s.log, "OnSendStatusChanged", func() { f(e.status) })
+		}
+	case audioDominant:
+		if f := s.settings.OnDominantSpeakerChanged; f != nil {
+			callBot(s.log, "OnDominantSpeakerChanged", func() { f(e.source) })
+		}
+	}
+}
+
+// discard releases an event's buffers that will never reach the bot.
+func (s *AudioSocket) discard(e audioEvent) {
+	if e.buf != nil {
+		e.buf.Release()
+	}
+	for _, u := range e.unmixed[:e.n] {
+		u.Release()
+	}
+}
+
+// Close ends the media of the call the socket serves (all its sockets) and stops the socket:
+// its goroutines end (Close waits for them), queued frames are
+// released, and buffers queued by Send go back through OnSendDone. It is idempotent; the call's
+// media configuration closes its sockets when the call ends.
+func (s *AudioSocket) Close() {
+	s.mu.Lock()
+	owner := s.owner
+	s.mu.Unlock()
+	if owner != nil {
+		owner.close() // closes the peer connection first, so that the read goroutines end
+		return
+	}
+	s.close()
+}
+
+func (s *AudioSocket) close() {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.status.Store(uint32(Inactive))
+		close(s.stop)
+		s.wg.Wait()
+		for {
+			select {
+			case buf := <-s.sendQ:
+				s.sendDone(buf)
+				continue
+			default:
+			}
+			break
+		}
+		for _, sl := range s.slots {
+			sl.play.close()
+		}
+		if s.enc != nil {
+			s.enc.Close()
+		}
+	})
+}
+
+// meanAbs is the mean absolute sample value of a frame.
+func meanAbs(pcm []int16) int {
+	var sum int
+	for _, v := range pcm {
+		if v < 0 {
+			sum -= int(v)
+		} else {
+			sum += int(v)
+		}
+	}
+	return sum / len(pcm)
+}
+
+// mixInto adds src to dst, saturating at the int16 range.
+func mixInto(dst, src []int16) {
+	for i := range dst {
+		v := int32(dst[i]) + int32(src[i])
+		dst[i] = int16(min(max(v, -32768), 32767))
+	}
+}
+
+// slotPlayout is one audio slot's jitter buffer and decoder.
+// TODO(media): replace with internal/playout once it lands.
+type slotPlayout struct {
+	mu    sync.Mutex
+	jb    *jitter.Buffer
+	dec   *opus.Decoder
+	epoch time.Time
+	quiet int // consecutive frames concealed without audio
+}
+
+func newSlotPlayout() (*slotPlayout, error) {
+	dec, err := opus.NewDecoder()
+	if err != nil {
+		return nil, fmt.Errorf("sdk: audio slot decoder: %w", err)
+	}
+	return &slotPlayout{jb: jitter.New(jitter.Config{}), dec: dec, epoch: time.Now()}, nil
+}
+
+func (p *slotPlayout) push(seq uint16, ts uint32, payload []byte) {
+	p.mu.Lock()
+	_ = p.jb.Push(jitter.Packet{Seq: seq, Timestamp: ts, Payload: payload, Arrival: time.Since(p.epoch)})
+	p.mu.Unlock()
+}
+
+// next fills pcm with the slot's next 20 ms and reports whether it carries received audio
+// (decoded, recovered or concealed) rather than silence.
+func (p *slotPlayout) next(pcm []int16) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.jb.Pop(time.Since(p.epoch))
+	var err error
+	switch f.Kind {
+	case jitter.Play:
+		_, err = p.dec.Decode(f.Payload, pcm)
+		p.quiet = 0
+		return err == nil
+	case jitter.Lost:
+		if f.Payload != nil {
+			_, err = p.dec.DecodeFEC(f.Payload, pcm)
+		} else {
+			_, err = p.dec.DecodePLC(pcm)
+		}
+		return err == nil
+	case jitter.Underrun, jitter.Stretch:
+		if p.quiet < 5 {
+			p.quiet++
+			_, err = p.dec.DecodePLC(pcm)
+			return err == nil
+		}
+	}
+	clear(pcm)
+	return false
+}
+
+func (p *slotPlayout) close() {
+	p.mu.Lock()
+	p.dec.Close()
+	p.mu.Unlock()
+}

@@ -1,0 +1,376 @@
+package sdk
+
+import (
+	"context"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
+	"github.com/switchboard-rtc/switchboard/media"
+)
+
+// testCall is a bot's media platform connected to a test peer in the service's role.
+type testCall struct {
+	platform *MediaPlatform
+	config   *MediaConfiguration
+	peer     *rtctest.Peer
+	relay    *rtctest.Relay
+}
+
+// newTestCall answers a fresh peer's offer with sockets and waits until both sides connect. With
+// relay, the peer reaches the bot through an impairing relay.
+func newTestCall(t testing.TB, relay bool, sockets ...MediaSocket) *testCall {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := NewMediaPlatform(MediaPlatformSettings{InternalIP: "127.0.0.1", ServiceFQDN: "bot.test", AppID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &testCall{platform: p}
+	t.Cleanup(tc.close)
+	tc.config, err = p.CreateMediaConfiguration(sockets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.peer, err = rtctest.New(rtctest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, err := tc.peer.Offer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := tc.config.answer("call-1", offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if relay {
+		if tc.relay, err = rtctest.NewRelay(p.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		answer = rtctest.RewriteCandidates(answer, tc.relay.Addr())
+	}
+	if err := tc.peer.Accept(answer); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.peer.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return tc
+}
+
+func (tc *testCall) close() {
+	if tc.peer != nil {
+		tc.peer.Close()
+	}
+	if tc.config != nil {
+		tc.config.close()
+	}
+	if tc.relay != nil {
+		tc.relay.Close()
+	}
+	_ = tc.platform.Close()
+}
+
+// audioLog collects a socket's events.
+type audioLog struct {
+	mu       sync.Mutex
+	events   int
+	pcm      []int16 // every frame's samples, in order
+	silent   []bool
+	speakers map[uint32]int
+	unmixed  int
+	statuses []MediaSendStatus
+	dominant []uint32
+	lastTS   time.Duration
+	tsErrors int
+}
+
+func (l *audioLog) settings(dir StreamDirection) AudioSocketSettings {
+	l.speakers = map[uint32]int{}
+	return AudioSocketSettings{
+		Direction: dir,
+		OnAudioReceived: func(e AudioReceivedEvent) {
+			l.mu.Lock()
+			if l.events > 0 && e.Buffer.Timestamp != l.lastTS+20*time.Millisecond {
+				l.tsErrors++
+			}
+			l.lastTS = e.Buffer.Timestamp
+			l.events++
+			l.pcm = append(l.pcm, e.Buffer.Samples()...)
+			l.silent = append(l.silent, e.Buffer.Silence)
+			for _, id := range e.Buffer.ActiveSpeakers() {
+				l.speakers[id]++
+			}
+			l.unmixed += len(e.Unmixed)
+			l.mu.Unlock()
+			e.Buffer.Release()
+			for _, u := range e.Unmixed {
+				u.Release()
+			}
+		},
+		OnSendStatusChanged: func(s MediaSendStatus) {
+			l.mu.Lock()
+			l.statuses = append(l.statuses, s)
+			l.mu.Unlock()
+		},
+		OnDominantSpeakerChanged: func(id uint32) {
+			l.mu.Lock()
+			l.dominant = append(l.dominant, id)
+			l.mu.Unlock()
+		},
+	}
+}
+
+func (l *audioLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.events
+}
+
+// testSignal is frame i of a test signal: two tones whose loudness swells and fades, so that
+// alignment by correlation has one clear peak.
+func testSignal(i int, pcm []int16) {
+	for k := range pcm {
+		n := float64(i*len(pcm) + k)
+		env := 0.55 + 0.45*math.Sin(2*math.Pi*n/16000/0.7)
+		v := env * (6000*math.Sin(2*math.Pi*330*n/16000) + 3000*math.Sin(2*math.Pi*1210*n/16000))
+		pcm[k] = int16(v)
+	}
+}
+
+// bestCorrelation returns the highest normalised correlation of want against got over all
+// alignments (got may lead by any amount of leading silence).
+func bestCorrelation(want, got []int16) (corr float64, lag int) {
+	best, bestLag := -1.0, 0
+	var ew float64
+	for _, v := range want {
+		ew += float64(v) * float64(v)
+	}
+	for l := 0; l+len(want) <= len(got); l++ {
+		var dot, eg float64
+		for i, v := range want {
+			g := float64(got[l+i])
+			dot += float64(v) * g
+			eg += g * g
+		}
+		if eg == 0 {
+			continue
+		}
+		if c := dot / math.Sqrt(ew*eg); c > best {
+			best, bestLag = c, l
+		}
+	}
+	return best, bestLag
+}
+
+// sendPaced sends frames [0, n) of testSignal on slot with source, one every 20 ms of wall
+// clock without drift, and calls at(i) just before frame i.
+func sendPaced(t testing.TB, peer *rtctest.Peer, slot int, source uint32, n int, at func(i int)) {
+	t.Helper()
+	pcm := make([]int16, media.FrameSamples)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * 20 * time.Millisecond)))
+		if at != nil {
+			at(i)
+		}
+		testSignal(i, pcm)
+		if err := peer.SendAudio(slot, source, pcm); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestAudioReceive: a speaker's audio on the second audio m-line reaches the bot as one event
+// per 20 ms of media, carrying the signal and the speaker's source id.
+func TestAudioReceive(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var log audioLog
+	settings := log.settings(Recvonly)
+	settings.ReceiveUnmixed = true
+	sock, err := NewAudioSocket(settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTestCall(t, false, sock)
+
+	const frames = 150
+	var before, after int
+	sendPaced(t, tc.peer, 1, 4242, frames, func(i int) {
+		if i == 0 {
+			before = log.count()
+		}
+	})
+	after = log.count()
+	time.Sleep(300 * time.Millisecond) // let the jitter buffer play out
+	tc.close()
+
+	if got := after - before; got < frames-1-2 || got > frames-1+2 {
+		t.Errorf("%d events while %d packets were sent 20 ms apart, want %d±2", got, frames, frames-1)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if log.tsErrors > 0 {
+		t.Errorf("%d events whose timestamp did not follow the previous by 20 ms", log.tsErrors)
+	}
+	if want := int(log.lastTS/(20*time.Millisecond)) + 1; log.events != want {
+		t.Errorf("%d events for %v of media, want %d (one per 20 ms)", log.events, log.lastTS+20*time.Millisecond, want)
+	}
+	audible := 0
+	for _, s := range log.silent {
+		if !s {
+			audible++
+		}
+	}
+	if audible < frames-2 || audible > frames+8 {
+		t.Errorf("%d audible events for %d packets", audible, frames)
+	}
+	if log.speakers[4242] < frames*8/10 {
+		t.Errorf("source 4242 active in %d events, want most of %d (speakers %v)", log.speakers[4242], frames, log.speakers)
+	}
+	if log.unmixed < frames*8/10 {
+		t.Errorf("%d unmixed buffers", log.unmixed)
+	}
+	want := make([]int16, 0, 50*media.FrameSamples)
+	frame := make([]int16, media.FrameSamples)
+	for i := 50; i < 100; i++ { // a stretch from the middle of the signal
+		testSignal(i, frame)
+		want = append(want, frame...)
+	}
+	corr, lag := bestCorrelation(want, log.pcm)
+	t.Logf("events %d, audible %d, correlation %.3f at lag %d samples, last ts %v, dropped %d", log.events, audible, corr, lag, log.lastTS, sock.Dropped())
+	if corr < 0.9 {
+		t.Errorf("correlation of received audio with the signal sent = %.3f, want ≥ 0.9", corr)
+	}
+}
+
+// TestAudioSend: the bot's audio reaches the peer on audio0 and decodes to what was sent; the
+// send status turns Active once connected, and every sent buffer comes back through OnSendDone.
+func TestAudioSend(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var log audioLog
+	settings := log.settings(Sendrecv)
+	active := make(chan struct{})
+	var once sync.Once
+	settings.OnSendStatusChanged = func(s MediaSendStatus) {
+		if s == Active {
+			once.Do(func() { close(active) })
+		}
+	}
+	var doneMu sync.Mutex
+	done := 0
+	settings.OnSendDone = func(b *media.AudioBuffer) {
+		doneMu.Lock()
+		done++
+		doneMu.Unlock()
+		b.Release()
+	}
+	sock, err := NewAudioSocket(settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sock.Send(&media.AudioBuffer{}); err != ErrNotSending {
+		t.Errorf("Send before connecting: %v, want ErrNotSending", err)
+	}
+	tc := newTestCall(t, false, sock)
+	select {
+	case <-active:
+	case <-time.After(10 * time.Second):
+		t.Fatal("send status never became Active")
+	}
+	pool := media.NewAudioPool("bot")
+	const frames = 150
+	start := time.Now()
+	for i := 0; i < frames; i++ {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * 20 * time.Millisecond)))
+		b := pool.Get()
+		testSignal(i, b.Samples())
+		if err := sock.Send(b); err != nil {
+			t.Fatalf("Send frame %d: %v", i, err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	got, packets := tc.peer.ReceivedAudio()
+	tc.close()
+	doneMu.Lock()
+	defer doneMu.Unlock()
+	if done != frames {
+		t.Errorf("OnSendDone called %d times for %d frames", done, frames)
+	}
+	if st := pool.Stats(); st.Outstanding != 0 {
+		t.Errorf("bot's pool has %d buffers outstanding", st.Outstanding)
+	}
+	if packets < frames-2 {
+		t.Errorf("peer received %d packets of %d", packets, frames)
+	}
+	want := make([]int16, 0, 50*media.FrameSamples)
+	frame := make([]int16, media.FrameSamples)
+	for i := 50; i < 100; i++ {
+		testSignal(i, frame)
+		want = append(want, frame...)
+	}
+	corr, _ := bestCorrelation(want, got)
+	t.Logf("peer got %d packets, correlation %.3f", packets, corr)
+	if corr < 0.9 {
+		t.Errorf("correlation of the bot's audio at the peer = %.3f, want ≥ 0.9", corr)
+	}
+}
+
+// TestAnswerLayout: the answer keeps the offer's m-lines; lines without a socket are inactive and
+// directions follow the sockets.
+func TestAnswerLayout(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	sock, err := NewAudioSocket(AudioSocketSettings{Direction: Sendonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewMediaPlatform(MediaPlatformSettings{InternalIP: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cfg, err := p.CreateMediaConfiguration(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.CreateMediaConfiguration(sock); err != ErrSocketInUse {
+		t.Errorf("second configuration with the same socket: %v, want ErrSocketInUse", err)
+	}
+	peer, err := rtctest.New(rtctest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	offer, err := peer.Offer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := cfg.answer("call-2", offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mids, dirs, err := rtc.MIDs(answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"audio0": "sendonly", "audio1": "inactive", "audio2": "inactive", "video0": "inactive", rtc.ScreenShareMID: "inactive"}
+	for i, mid := range mids {
+		if w, ok := want[mid]; ok && dirs[i].String() != w {
+			t.Errorf("m-line %s is %s, want %s", mid, dirs[i], w)
+		}
+	}
+	if _, err := cfg.answer("call-2", offer); err == nil {
+		t.Error("second answer accepted")
+	}
+	cfg.close()
+	cfg.close()
+}

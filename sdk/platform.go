@@ -1,0 +1,399 @@
+package sdk
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
+)
+
+// Errors of the media platform that callers branch on.
+var (
+	// ErrPlatformClosed is returned by a MediaPlatform (and the calls it holds) after Close.
+	ErrPlatformClosed = errors.New("sdk: media platform closed")
+	// ErrSocketInUse is returned when a socket is given to a second media configuration: each
+	// socket serves one call.
+	ErrSocketInUse = errors.New("sdk: socket already belongs to a call")
+	// ErrSocketClosed is returned by the methods of a closed socket.
+	ErrSocketClosed = errors.New("sdk: socket closed")
+	// ErrNotSending is returned by Send while the socket's send status is Inactive.
+	ErrNotSending = errors.New("sdk: socket is not sending (send status inactive)")
+	// ErrSendQueueFull is returned by Send when the bot sends faster than real time.
+	ErrSendQueueFull = errors.New("sdk: send queue full")
+	// ErrBadOffer is returned when the service's offer does not have the layout the sockets need.
+	ErrBadOffer = errors.New("sdk: media offer does not fit the sockets")
+)
+
+// MediaPlatformSettings configure a MediaPlatform. ServiceFQDN and AppID identify the bot; the
+// rest has defaults that suit development on one machine.
+type MediaPlatformSettings struct {
+	// ServiceFQDN is the bot's public host name (used in the DTLS certificate it generates).
+	ServiceFQDN string
+	// AppID is the bot's application id, as registered with the service.
+	AppID string
+
+	// Certificate is the DTLS certificate (ECDSA or RSA key). Its fingerprint goes into every
+	// SDP answer, so no certificate authority is involved.
+	Certificate tls.Certificate
+	// CertificatePEM is the certificate and its private key as PEM blocks, used when
+	// Certificate is empty. When both are empty a certificate is generated (fine for
+	// development; a bot that restarts then presents a new fingerprint, which is also fine).
+	CertificatePEM []byte
+
+	// InternalIP is the address to listen on; empty means every IPv4 address.
+	InternalIP string
+	// InternalPort is the UDP port every call's media shares; 0 picks a free port (see
+	// MediaPlatform.LocalAddr).
+	InternalPort int
+	// PublicIP is the address the service reaches the bot at, when a 1:1 NAT stands in front of
+	// it; empty means the host's own addresses.
+	PublicIP string
+	// PublicPort is the port the service reaches the bot at; 0 means InternalPort.
+	PublicPort int
+
+	// Logger receives the platform's logs (call id and socket as attributes; nothing per
+	// packet). Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// MediaPlatform is the bot's media engine: one per process, made once at startup with
+// NewMediaPlatform. All calls share its UDP port (an ICE UDP mux), its DTLS certificate and its
+// pion API. Its methods are safe for concurrent use.
+type MediaPlatform struct {
+	settings MediaPlatformSettings
+	log      *slog.Logger
+	conn     *net.UDPConn
+	mux      ice.UDPMux
+	api      *webrtc.API
+	cert     webrtc.Certificate
+
+	ctx    context.Context // ends at Close; answers derive their deadline from it
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	calls  map[*MediaConfiguration]struct{}
+	closed bool
+	once   sync.Once
+	done   chan struct{}
+}
+
+// NewMediaPlatform starts the media platform: it listens on the media port and prepares the
+// WebRTC engine. Close it when the process shuts down.
+func NewMediaPlatform(s MediaPlatformSettings) (*MediaPlatform, error) {
+	log := s.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	cert, err := platformCertificate(s)
+	if err != nil {
+		return nil, err
+	}
+	ip := net.IPv4zero
+	if s.InternalIP != "" {
+		if ip = net.ParseIP(s.InternalIP); ip == nil {
+			return nil, fmt.Errorf("sdk: media platform internal IP %q is not an IP address", s.InternalIP)
+		}
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip, Port: s.InternalPort})
+	if err != nil {
+		return nil, fmt.Errorf("sdk: listen for media on %s:%d: %w", ip, s.InternalPort, err)
+	}
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	publicPort := s.PublicPort
+	if publicPort == 0 {
+		publicPort = port
+	}
+	loopback := ip.IsLoopback()
+	if pub := net.ParseIP(s.PublicIP); pub != nil && pub.IsLoopback() {
+		loopback = true
+	}
+	mux := webrtc.NewICEUDPMux(nil, conn)
+	se, err := rtc.BotSettingEngine(rtc.BotTransport{
+		Mux:          mux,
+		PublicIP:     s.PublicIP,
+		InternalPort: port,
+		PublicPort:   publicPort,
+		Loopback:     loopback,
+	})
+	if err != nil {
+		_ = mux.Close()
+		return nil, err
+	}
+	api, err := rtc.NewAPI(se)
+	if err != nil {
+		_ = mux.Close()
+		return nil, err
+	}
+	p := &MediaPlatform{
+		settings: s,
+		log:      log.With("component", "media"),
+		conn:     conn,
+		mux:      mux,
+		api:      api,
+		cert:     cert,
+		calls:    map[*MediaConfiguration]struct{}{},
+		done:     make(chan struct{}),
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.log.Info("media platform listening", "addr", conn.LocalAddr().String(), "publicIP", s.PublicIP, "publicPort", publicPort)
+	return p, nil
+}
+
+func platformCertificate(s MediaPlatformSettings) (webrtc.Certificate, error) {
+	tc := s.Certificate
+	if len(tc.Certificate) == 0 && len(s.CertificatePEM) > 0 {
+		var err error
+		if tc, err = tls.X509KeyPair(s.CertificatePEM, s.CertificatePEM); err != nil {
+			return webrtc.Certificate{}, fmt.Errorf("sdk: media platform certificate PEM: %w", err)
+		}
+	}
+	if len(tc.Certificate) == 0 {
+		c, err := rtc.GenerateCertificate()
+		if err != nil {
+			return webrtc.Certificate{}, err
+		}
+		return *c, nil
+	}
+	leaf := tc.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(tc.Certificate[0]); err != nil {
+			return webrtc.Certificate{}, fmt.Errorf("sdk: parse media platform certificate: %w", err)
+		}
+	}
+	if tc.PrivateKey == nil {
+		return webrtc.Certificate{}, errors.New("sdk: media platform certificate has no private key")
+	}
+	return webrtc.CertificateFromX509(tc.PrivateKey, leaf), nil
+}
+
+// LocalAddr is the UDP address the platform listens on.
+func (p *MediaPlatform) LocalAddr() *net.UDPAddr { return p.conn.LocalAddr().(*net.UDPAddr) }
+
+// Fingerprints are the DTLS certificate fingerprints every answer carries.
+func (p *MediaPlatform) Fingerprints() ([]webrtc.DTLSFingerprint, error) {
+	return p.cert.GetFingerprints()
+}
+
+// CreateMediaConfiguration binds the sockets a bot made for one call into the call's media
+// configuration, which the bot puts in its answer action. Give at most one AudioSocket, any
+// number of VideoSockets (each takes the next video slot, in order: its ID) and at most one
+// screen-share VideoSocket. A socket serves one call only.
+func (p *MediaPlatform) CreateMediaConfiguration(sockets ...MediaSocket) (*MediaConfiguration, error) {
+	m := &MediaConfiguration{platform: p}
+	for _, s := range sockets {
+		switch s := s.(type) {
+		case *AudioSocket:
+			if m.audio != nil {
+				return nil, errors.New("sdk: a media configuration takes one AudioSocket")
+			}
+			m.audio = s
+		case *VideoSocket:
+			if s.settings.ScreenShare {
+				if m.screen != nil {
+					return nil, errors.New("sdk: a media configuration takes one screen-share VideoSocket")
+				}
+				m.screen = s
+				continue
+			}
+			m.video = append(m.video, s)
+		case nil:
+			return nil, errors.New("sdk: nil socket")
+		default:
+			return nil, fmt.Errorf("sdk: unknown socket type %T", s)
+		}
+	}
+	claimed := make([]socketClaim, 0, len(sockets))
+	for _, s := range sockets {
+		c := s.claim(m)
+		if c == nil {
+			for _, c := range claimed {
+				c.unclaim()
+			}
+			return nil, ErrSocketInUse
+		}
+		claimed = append(claimed, c)
+	}
+	for i, v := range m.video {
+		v.id = i
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		for _, c := range claimed {
+			c.unclaim()
+		}
+		return nil, ErrPlatformClosed
+	}
+	p.calls[m] = struct{}{}
+	return m, nil
+}
+
+func (p *MediaPlatform) forget(m *MediaConfiguration) {
+	p.mu.Lock()
+	delete(p.calls, m)
+	p.mu.Unlock()
+}
+
+// Close ends every call's media, stops listening and waits until all the platform's
+// goroutines have returned. It is idempotent.
+func (p *MediaPlatform) Close() error {
+	p.once.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		p.cancel()
+		calls := make([]*MediaConfiguration, 0, len(p.calls))
+		for m := range p.calls {
+			calls = append(calls, m)
+		}
+		p.mu.Unlock()
+		for _, m := range calls {
+			m.close()
+		}
+		_ = p.mux.Close()
+		close(p.done)
+	})
+	<-p.done
+	return nil
+}
+
+// MediaSocket is an AudioSocket or a VideoSocket, as CreateMediaConfiguration takes them.
+type MediaSocket interface {
+	claim(m *MediaConfiguration) socketClaim
+}
+
+// socketClaim undoes a socket's claim when CreateMediaConfiguration fails midway.
+type socketClaim interface{ unclaim() }
+
+// eventQueue hands a socket's events to its one event goroutine, in order. Media events (a
+// received frame) wait in a bounded ring: when the bot is slow the oldest is dropped (and its
+// buffers released) so that neither the network nor the clock ever waits for the bot. Control
+// events (send status, dominant speaker) are never dropped and go before waiting media.
+type eventQueue[E any] struct {
+	mu      sync.Mutex
+	ring    []E
+	head    int
+	n       int
+	ctrl    []E
+	spare   []E
+	dropped uint64
+	wake    chan struct{}
+}
+
+func newEventQueue[E any](depth int) *eventQueue[E] {
+	return &eventQueue[E]{ring: make([]E, depth), wake: make(chan struct{}, 1)}
+}
+
+func (q *eventQueue[E]) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pushMedia queues a media event. When the ring is full it returns the oldest event, which the
+// caller discards.
+func (q *eventQueue[E]) pushMedia(e E) (old E, dropped bool) {
+	q.mu.Lock()
+	if q.n == len(q.ring) {
+		old, dropped = q.ring[q.head], true
+		q.ring[q.head] = e
+		q.head = (q.head + 1) % len(q.ring)
+		q.dropped++
+	} else {
+		q.ring[(q.head+q.n)%len(q.ring)] = e
+		q.n++
+	}
+	q.mu.Unlock()
+	q.signal()
+	return old, dropped
+}
+
+// pushControl queues a control event.
+func (q *eventQueue[E]) pushControl(e E) {
+	q.mu.Lock()
+	q.ctrl = append(q.ctrl, e)
+	q.mu.Unlock()
+	q.signal()
+}
+
+// Dropped is the number of media events dropped because the bot was slow.
+func (q *eventQueue[E]) droppedCount() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.dropped
+}
+
+// next returns the next event to deliver: control events first.
+func (q *eventQueue[E]) next() (e E, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.ctrl) > 0 {
+		e = q.ctrl[0]
+		var zero E
+		q.ctrl[0] = zero
+		q.ctrl = q.ctrl[1:]
+		if len(q.ctrl) == 0 {
+			q.ctrl = q.ctrl[:0:0]
+		}
+		return e, true
+	}
+	if q.n == 0 {
+		return e, false
+	}
+	e = q.ring[q.head]
+	var zero E
+	q.ring[q.head] = zero
+	q.head = (q.head + 1) % len(q.ring)
+	q.n--
+	return e, true
+}
+
+// run delivers events until stop closes, then discards what is left.
+func (q *eventQueue[E]) run(stop <-chan struct{}, deliver, discard func(E)) {
+	for {
+		select {
+		case <-stop:
+			for {
+				e, ok := q.next()
+				if !ok {
+					return
+				}
+				discard(e)
+			}
+		case <-q.wake:
+		}
+		for {
+			select {
+			case <-stop:
+			default:
+				if e, ok := q.next(); ok {
+					deliver(e)
+					continue
+				}
+			}
+			break
+		}
+	}
+}
+
+// callBot runs a bot callback, turning a panic into a log line (as net/http does for handlers)
+// so that one bad event does not take the process down.
+func callBot(log *slog.Logger, event string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("bot event handler panicked", "event", event, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	f()
+}
