@@ -44,7 +44,7 @@ type Call struct {
 	// Owned by the call's goroutine.
 	bot       CallEvents
 	hasBot    bool
-	media     *MediaConfiguration
+	media     mediaSession
 	answered  bool
 	nextSeq   uint64
 	early     map[uint64]*protocol.Notification
@@ -242,6 +242,9 @@ func (c *Call) answer() error {
 		ctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.AnswerTimeout)
 		if err := c.safely("OnIncomingCall", func() { wf = c.bot.OnIncomingCall(ctx, c.in) }); err != nil {
 			wf, reason = Reject("bot error"), err
+		} else if ctx.Err() != nil {
+			// Returned past the deadline: the HTTP side is rejecting the call, or is about to.
+			wf.action, reason = protocol.ActionReject, ErrAnswerTimeout
 		}
 		cancel()
 	}
@@ -249,6 +252,8 @@ func (c *Call) answer() error {
 
 	out := &protocol.Workflow{}
 	switch {
+	case errors.Is(reason, ErrAnswerTimeout):
+		out = rejectWorkflow("the bot did not answer in time")
 	case reason != nil:
 		out = rejectWorkflow("bot error")
 	case wf.action == protocol.ActionAnswer:

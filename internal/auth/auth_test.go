@@ -389,3 +389,32 @@ func TestReplayCacheBounded(t *testing.T) {
 		t.Fatalf("len %d after expiry, want 1", c.len())
 	}
 }
+
+func BenchmarkVerify(b *testing.B) {
+	c := newClock()
+	s, _ := NewSigner(SignerConfig{Issuer: testIssuer, Now: c.Now})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	v, _ := NewVerifier(VerifierConfig{Issuer: testIssuer, Audience: testApp, JWKSURL: srv.URL, Now: c.Now})
+	toks := make([]string, b.N)
+	for i := range toks {
+		toks[i], _ = s.Sign(testApp, time.Minute)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := v.Verify(context.Background(), toks[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSign(b *testing.B) {
+	s, _ := NewSigner(SignerConfig{Issuer: testIssuer})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Sign(testApp, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -219,3 +219,25 @@ func TestReadBody(t *testing.T) {
 		t.Fatalf("%q %v", b, err)
 	}
 }
+
+func BenchmarkDecodeNotification(b *testing.B) {
+	body := []byte(valid["Notification"][2])
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := DecodeNotification(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeIncomingCall(b *testing.B) {
+	body := []byte(valid["IncomingCall"][0])
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := DecodeIncomingCall(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
