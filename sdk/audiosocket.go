@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,8 +13,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/switchboard-rtc/switchboard/internal/jitter"
 	"github.com/switchboard-rtc/switchboard/internal/opus"
+	"github.com/switchboard-rtc/switchboard/internal/playout"
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 	"github.com/switchboard-rtc/switchboard/media"
 )
@@ -156,9 +157,11 @@ type AudioSocket struct {
 	sendable  atomic.Bool // the answer allows sending
 	status    atomic.Uint32
 
-	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	once       sync.Once
+	clockStats playout.ClockCounters
+	stopClock  context.CancelFunc
 
 	// Owned by the clock goroutine.
 	enc     *opus.Encoder
@@ -192,7 +195,7 @@ type audioEvent struct {
 // audioSlot is one audio m-line: the loudest-speaker stream the service forwards on it.
 type audioSlot struct {
 	index  int
-	play   *slotPlayout
+	play   *playout.Playout
 	source atomic.Uint32 // CSRC[0] of the latest packet
 	pcm    [media.FrameSamples]int16
 	level  int
@@ -265,9 +268,9 @@ func (s *AudioSocket) start(call *callMedia) error {
 	s.log = call.log.With("socket", "audio")
 	if s.settings.Direction.receives() {
 		for _, line := range call.lines {
-			p, err := newSlotPlayout()
+			p, err := playout.New(playout.Config{})
 			if err != nil {
-				return err
+				return fmt.Errorf("sdk: audio slot %d playout: %w", line.Index, err)
 			}
 			s.slots = append(s.slots, &audioSlot{index: line.Index, play: p})
 		}
@@ -282,8 +285,10 @@ func (s *AudioSocket) start(call *callMedia) error {
 	}
 	s.order = make([]int, 0, len(s.slots))
 	s.ids = make([]uint32, 0, len(s.slots))
+	ctx, cancel := context.WithCancel(call.ctx)
+	s.stopClock = cancel
 	s.wg.Add(2)
-	go s.clock()
+	go s.clock(ctx)
 	go func() {
 		defer s.wg.Done()
 		s.events.run(s.stop, s.deliver, s.discard)
@@ -354,7 +359,7 @@ func (s *AudioSocket) read(slot *audioSlot, t *webrtc.TrackRemote) {
 		} else {
 			slot.source.Store(0)
 		}
-		slot.play.push(h.SequenceNumber, h.Timestamp, buf[off:end])
+		_ = slot.play.Push(h.SequenceNumber, h.Timestamp, buf[off:end]) // rejects are counted in its stats
 	}
 }
 
@@ -402,37 +407,14 @@ func (s *AudioSocket) Send(buf *media.AudioBuffer) error {
 // Dropped returns how many received frames were dropped because the bot's callbacks were slow.
 func (s *AudioSocket) Dropped() uint64 { return s.events.droppedCount() }
 
-// frameInterval is the audio clock's period.
-const frameInterval = 20 * time.Millisecond
-
-// maxLag is how many frames the clock may fall behind (a stalled process) before it skips ahead
-// rather than catching up frame by frame.
-const maxLag = 50
-
 // clock is the socket's 20 ms clock goroutine: each tick it mixes one received frame for the
-// bot and encodes one frame the bot sent. Ticks follow start + n·20 ms, so they do not drift.
-func (s *AudioSocket) clock() {
+// bot and encodes one frame the bot sent. playout.Run keeps ticks on an absolute schedule, so
+// they do not drift; after a stall it runs a short burst of overdue ticks and skips older ones.
+func (s *AudioSocket) clock(ctx context.Context) {
 	defer s.wg.Done()
-	start := time.Now()
-	timer := time.NewTimer(frameInterval)
-	defer timer.Stop()
-	var n int64
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-timer.C:
-		}
-		now := time.Since(start)
-		due := int64(now / frameInterval)
-		if due-n > maxLag {
-			n = due - 1
-		}
-		for ; n < due; n++ {
-			s.tick(time.Duration(n) * frameInterval)
-		}
-		timer.Reset(time.Duration(n+1)*frameInterval - time.Since(start))
-	}
+	_ = playout.Run(ctx, playout.FrameDuration, 0, func(t playout.Tick) {
+		s.tick(time.Duration(t.N) * playout.FrameDuration)
+	}, &s.clockStats)
 }
 
 // tick does one 20 ms step at media time ts.
@@ -449,7 +431,8 @@ func (s *AudioSocket) tick(ts time.Duration) {
 func (s *AudioSocket) mix(ts time.Duration) {
 	s.order = s.order[:0]
 	for i, sl := range s.slots {
-		sl.heard = sl.play.next(sl.pcm[:])
+		kind := sl.play.Next(sl.pcm[:])
+		sl.heard = kind == playout.Decoded || kind == playout.FEC || kind == playout.PLC
 		sl.level = 0
 		if sl.heard {
 			sl.level = meanAbs(sl.pcm[:])
@@ -589,6 +572,9 @@ func (s *AudioSocket) close() {
 		s.mu.Unlock()
 		s.status.Store(uint32(Inactive))
 		close(s.stop)
+		if s.stopClock != nil {
+			s.stopClock()
+		}
 		s.wg.Wait()
 		for {
 			select {
@@ -600,7 +586,7 @@ func (s *AudioSocket) close() {
 			break
 		}
 		for _, sl := range s.slots {
-			sl.play.close()
+			sl.play.Close()
 		}
 		if s.enc != nil {
 			s.enc.Close()
@@ -627,64 +613,4 @@ func mixInto(dst, src []int16) {
 		v := int32(dst[i]) + int32(src[i])
 		dst[i] = int16(min(max(v, -32768), 32767))
 	}
-}
-
-// slotPlayout is one audio slot's jitter buffer and decoder.
-// TODO(media): replace with internal/playout once it lands.
-type slotPlayout struct {
-	mu    sync.Mutex
-	jb    *jitter.Buffer
-	dec   *opus.Decoder
-	epoch time.Time
-	quiet int // consecutive frames concealed without audio
-}
-
-func newSlotPlayout() (*slotPlayout, error) {
-	dec, err := opus.NewDecoder()
-	if err != nil {
-		return nil, fmt.Errorf("sdk: audio slot decoder: %w", err)
-	}
-	return &slotPlayout{jb: jitter.New(jitter.Config{}), dec: dec, epoch: time.Now()}, nil
-}
-
-func (p *slotPlayout) push(seq uint16, ts uint32, payload []byte) {
-	p.mu.Lock()
-	_ = p.jb.Push(jitter.Packet{Seq: seq, Timestamp: ts, Payload: payload, Arrival: time.Since(p.epoch)})
-	p.mu.Unlock()
-}
-
-// next fills pcm with the slot's next 20 ms and reports whether it carries received audio
-// (decoded, recovered or concealed) rather than silence.
-func (p *slotPlayout) next(pcm []int16) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	f := p.jb.Pop(time.Since(p.epoch))
-	var err error
-	switch f.Kind {
-	case jitter.Play:
-		_, err = p.dec.Decode(f.Payload, pcm)
-		p.quiet = 0
-		return err == nil
-	case jitter.Lost:
-		if f.Payload != nil {
-			_, err = p.dec.DecodeFEC(f.Payload, pcm)
-		} else {
-			_, err = p.dec.DecodePLC(pcm)
-		}
-		return err == nil
-	case jitter.Underrun, jitter.Stretch:
-		if p.quiet < 5 {
-			p.quiet++
-			_, err = p.dec.DecodePLC(pcm)
-			return err == nil
-		}
-	}
-	clear(pcm)
-	return false
-}
-
-func (p *slotPlayout) close() {
-	p.mu.Lock()
-	p.dec.Close()
-	p.mu.Unlock()
 }

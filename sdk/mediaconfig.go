@@ -71,6 +71,7 @@ type mediaSocket interface {
 
 // callMedia is what sockets learn about the call they serve.
 type callMedia struct {
+	ctx    context.Context // ends when the platform closes
 	callID string
 	log    *slog.Logger
 	pc     *webrtc.PeerConnection
@@ -214,7 +215,7 @@ func (m *MediaConfiguration) negotiate(offerSDP string) (string, error) {
 		}
 	}
 	for _, s := range m.sockets() {
-		if err := s.start(&callMedia{callID: m.callID, log: m.log, pc: pc, lines: lines[s.lineKind()]}); err != nil {
+		if err := s.start(&callMedia{ctx: m.platform.ctx, callID: m.callID, log: m.log, pc: pc, lines: lines[s.lineKind()]}); err != nil {
 			return "", err
 		}
 	}
