@@ -833,3 +833,52 @@ func TestNewHandlerChecksConfig(t *testing.T) {
 	_ = h.Close()
 	_ = h.Close() // idempotent
 }
+
+func TestEndCallWhenServiceUnreachable(t *testing.T) {
+	r := newRecorder()
+	e := newEnv(t, r.newCall)
+	e.post("/call", incoming("c-1", false), nil)
+	e.svc.srv.Close()
+	if err := r.call("c-1").EndCall(context.Background()); err == nil {
+		t.Fatal("EndCall reported success with the service down")
+	}
+	r.waitCleanup(t, "c-1", ErrCallEnded)
+}
+
+func TestFullQueueAnswers503(t *testing.T) {
+	r := newRecorder()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	e := newEnv(t, func(c *Call) CallEvents {
+		ev := r.newCall(c)
+		ev.OnDominantSpeakerChanged = func(id uint32) {
+			entered <- struct{}{}
+			<-release
+			r.add(fmt.Sprintf("speaker:%d", id))
+		}
+		return ev
+	}, func(c *HandlerConfig) { c.EventQueueSize = 1 })
+	e.post("/call", incoming("c-1", false), nil)
+	e.post("/notification", speakerNote("c-1", 1, 1), nil)
+	<-entered // the bot is busy with 1
+	if status, _ := e.post("/notification", speakerNote("c-1", 2, 2), nil); status != 204 {
+		t.Fatalf("queued notification: %d", status)
+	}
+	retry := map[string]string{protocol.HeaderIdempotencyKey: "full-1"}
+	if status, _ := e.post("/notification", speakerNote("c-1", 3, 3), retry); status != http.StatusServiceUnavailable {
+		t.Fatalf("notification on a full queue: %d, want 503", status)
+	}
+	release <- struct{}{}
+	<-entered
+	close(release)
+	// The service retries the refused delivery with the same key: now it is taken.
+	if status, body := e.post("/notification", speakerNote("c-1", 3, 3), retry); status != 204 {
+		t.Fatalf("retry: %d %s", status, body)
+	}
+	<-entered
+	e.post("/notification", stateNote("c-1", 4, protocol.StateTerminated), nil)
+	r.waitCleanup(t, "c-1", ErrCallTerminated)
+	if got := r.log(); !slices.Equal(got, []string{"incoming:c-1", "speaker:1", "speaker:2", "speaker:3", "state:terminated"}) {
+		t.Fatalf("events %q", got)
+	}
+}
