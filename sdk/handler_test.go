@@ -648,10 +648,14 @@ func TestAnswerFailuresReject(t *testing.T) {
 	}{
 		{"media answer fails", true, func(m *fakeMedia) func(context.Context, *Call, *IncomingCall) Workflow {
 			m.answerErr = errors.New("no codecs in common")
-			return func(context.Context, *Call, *IncomingCall) Workflow { return Workflow{action: protocol.ActionAnswer, media: m} }
+			return func(context.Context, *Call, *IncomingCall) Workflow {
+				return Workflow{action: protocol.ActionAnswer, media: m}
+			}
 		}, nil, ErrAnswerFailed, 1},
 		{"media without an offer", false, func(m *fakeMedia) func(context.Context, *Call, *IncomingCall) Workflow {
-			return func(context.Context, *Call, *IncomingCall) Workflow { return Workflow{action: protocol.ActionAnswer, media: m} }
+			return func(context.Context, *Call, *IncomingCall) Workflow {
+				return Workflow{action: protocol.ActionAnswer, media: m}
+			}
 		}, nil, ErrAnswerFailed, 1},
 		{"bot rejects", true, func(m *fakeMedia) func(context.Context, *Call, *IncomingCall) Workflow {
 			return func(context.Context, *Call, *IncomingCall) Workflow { return Reject("busy") }
