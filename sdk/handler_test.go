@@ -35,6 +35,7 @@ const (
 // fakeService plays the service: JWKS, signing, and the REST API a bot calls.
 type fakeService struct {
 	t      *testing.T
+	key    *auth.Key
 	signer *auth.Signer
 	botVer *auth.BotVerifier
 	srv    *httptest.Server
@@ -51,7 +52,10 @@ func newFakeService(t *testing.T) *fakeService {
 	s.srv = httptest.NewServer(mux)
 	t.Cleanup(s.srv.Close)
 	var err error
-	if s.signer, err = auth.NewSigner(auth.SignerConfig{Issuer: s.srv.URL}); err != nil {
+	if s.key, err = auth.GenerateKey(); err != nil {
+		t.Fatal(err)
+	}
+	if s.signer, err = auth.NewSigner(auth.SignerConfig{Issuer: s.srv.URL, Key: s.key}); err != nil {
 		t.Fatal(err)
 	}
 	if s.botVer, err = auth.NewBotVerifier(auth.BotVerifierConfig{Audience: s.srv.URL}); err != nil {
@@ -367,10 +371,8 @@ func TestHostileRequestsRefused(t *testing.T) {
 	r := newRecorder()
 	e := newEnv(t, r.newCall)
 	other, _ := auth.NewSigner(auth.SignerConfig{Issuer: e.svc.srv.URL}) // right issuer, key not published
-	past, _ := auth.NewSigner(auth.SignerConfig{Issuer: e.svc.srv.URL, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
-	// past's key is not published either; sign an expired token with the published key instead:
-	expiredKeySigner, _ := auth.NewSigner(auth.SignerConfig{Issuer: e.svc.srv.URL, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
-	_ = past
+	// The published key, an hour ago: its tokens have expired.
+	expiredKeySigner, _ := auth.NewSigner(auth.SignerConfig{Issuer: e.svc.srv.URL, Key: e.svc.key, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
 	must := func(tok string, err error) string {
 		if err != nil {
 			t.Fatal(err)
