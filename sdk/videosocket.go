@@ -1,38 +1,570 @@
 package sdk
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/vp8"
+	"github.com/switchboard-rtc/switchboard/internal/yuv"
 	"github.com/switchboard-rtc/switchboard/media"
 )
 
-// VideoSocketSettings configure a VideoSocket.
-type VideoSocketSettings struct {
-	Direction            StreamDirection
-	ReceiveColorFormat   media.PixelFormat
-	SupportedSendFormats []media.VideoFormat
-	ScreenShare          bool
+// VideoReceivedEvent is one decoded video frame.
+type VideoReceivedEvent struct {
+	// Buffer is the frame in the socket's ReceiveColorFormat (NV12), with the sender's source
+	// id, its media timestamp, its Format and OriginalFormat. It is yours: Release it when done.
+	Buffer *media.VideoBuffer
+	// Dropped counts the frames dropped so far because earlier callbacks returned too late.
+	Dropped uint64
 }
 
-// VideoSocket sends and receives one video stream of a call.
+// VideoSendStatusEvent says whether the socket may send, and in which format it prefers to get
+// frames.
+type VideoSendStatusEvent struct {
+	Status MediaSendStatus
+	// PreferredFormat is the SupportedSendFormats entry that fits the current bandwidth estimate
+	// best. Frames in another format are converted and scaled to it, at a cost in CPU.
+	PreferredFormat media.VideoFormat
+	// BitrateKbps is the bitrate the encoder now aims at.
+	BitrateKbps int
+}
+
+// VideoSocketSettings configure a VideoSocket. The zero value sends and receives; a sending
+// socket needs SupportedSendFormats.
+//
+// Callbacks run on the socket's one event goroutine, one at a time, in order, as for
+// AudioSocketSettings; a slow callback makes the socket drop the oldest waiting frames, never
+// stall the network.
+type VideoSocketSettings struct {
+	Direction StreamDirection
+	// ReceiveColorFormat is the pixel format of received frames; only NV12 (the zero value
+	// means NV12).
+	ReceiveColorFormat media.PixelFormat
+	// SupportedSendFormats are the formats the bot can send (NV12, RGB24 or YUY2 at any size),
+	// from which the socket picks the preferred one.
+	SupportedSendFormats []media.VideoFormat
+	// ScreenShare binds the socket to the call's screen-share m-line (receive only) instead of
+	// a video slot.
+	ScreenShare bool
+
+	// OnVideoReceived is called for every decoded frame.
+	OnVideoReceived func(VideoReceivedEvent)
+	// OnSendStatusChanged is called when sending starts or stops and when the preferred format
+	// or bitrate changes.
+	OnSendStatusChanged func(VideoSendStatusEvent)
+	// OnSendDone is called with each buffer given to Send once the platform is done with it.
+	// Nil means the platform Releases it.
+	OnSendDone func(*media.VideoBuffer)
+
+	// QueueFrames is the depth of the receive event queue; 0 means 4.
+	QueueFrames int
+	// SendQueueFrames is how many frames Send may queue ahead of the encoder; 0 means 3.
+	SendQueueFrames int
+	// MaxBitrateKbps caps the sent video's bitrate; 0 means 2000.
+	MaxBitrateKbps int
+}
+
+// pliInterval is the least time between two key frame requests of one stream.
+const pliInterval = 300 * time.Millisecond
+
+// VideoSocket sends and receives one video stream of a call: a video slot (several sockets per
+// call take the slots in order) or, with ScreenShare, the conference's screen share.
 type VideoSocket struct {
 	settings VideoSocketSettings
 	id       int
+	pool     *media.VideoPool
+	events   *eventQueue[videoEvent]
+	sendQ    chan *media.VideoBuffer
+
+	mu     sync.Mutex
+	owner  *MediaConfiguration
+	call   *callMedia
+	log    *slog.Logger
+	closed bool
+	reads  int
+
+	track     *webrtc.TrackLocalStaticRTP
+	rtpSender *webrtc.RTPSender
+	sendable  atomic.Bool
+	status    atomic.Uint32
+	up        atomic.Bool
+	estimate  atomic.Int64 // bits a second, from REMB
+	forceKey  atomic.Bool
+	keyReqs   atomic.Uint64
+	preferred atomic.Int32 // index into formats
+
+	formats []media.VideoFormat // SupportedSendFormats, largest first
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
 }
 
-// ID is the socket's index among the call's video sockets, as the protocol names it.
+type videoEvent struct {
+	buf    *media.VideoBuffer
+	status *VideoSendStatusEvent
+}
+
+// NewVideoSocket makes a video socket. It starts nothing until the call's media is answered.
+func NewVideoSocket(s VideoSocketSettings) (*VideoSocket, error) {
+	if s.ReceiveColorFormat == media.PixelFormatUnknown {
+		s.ReceiveColorFormat = media.NV12
+	}
+	if s.ReceiveColorFormat != media.NV12 {
+		return nil, fmt.Errorf("sdk: video receive format %v not supported (only NV12)", s.ReceiveColorFormat)
+	}
+	if s.Direction > Recvonly {
+		return nil, fmt.Errorf("sdk: video socket direction %v not supported", s.Direction)
+	}
+	if s.ScreenShare && s.Direction != Recvonly {
+		return nil, errors.New("sdk: a screen-share video socket only receives (Direction Recvonly)")
+	}
+	if s.Direction.sends() && len(s.SupportedSendFormats) == 0 {
+		return nil, errors.New("sdk: a sending video socket needs SupportedSendFormats")
+	}
+	formats := slices.Clone(s.SupportedSendFormats)
+	for _, f := range formats {
+		switch f.PixelFormat {
+		case media.NV12, media.RGB24, media.YUY2, media.I420:
+		default:
+			return nil, fmt.Errorf("sdk: video send format %v not supported (NV12, RGB24, YUY2, I420)", f)
+		}
+		if f.Width < 2 || f.Height < 2 || f.Width > vp8.MaxDimension || f.Height > vp8.MaxDimension || !(f.FrameRate > 0 && f.FrameRate <= 120) {
+			return nil, fmt.Errorf("sdk: video send format %v: bad size or frame rate", f)
+		}
+	}
+	slices.SortStableFunc(formats, func(a, b media.VideoFormat) int { return b.Width*b.Height - a.Width*a.Height })
+	if s.QueueFrames <= 0 {
+		s.QueueFrames = 4
+	}
+	if s.SendQueueFrames <= 0 {
+		s.SendQueueFrames = 3
+	}
+	if s.MaxBitrateKbps <= 0 {
+		s.MaxBitrateKbps = 2000
+	}
+	v := &VideoSocket{
+		settings: s,
+		pool:     media.NewVideoPool("video socket"),
+		events:   newEventQueue[videoEvent](s.QueueFrames),
+		sendQ:    make(chan *media.VideoBuffer, s.SendQueueFrames),
+		formats:  formats,
+		stop:     make(chan struct{}),
+	}
+	v.estimate.Store(int64(s.MaxBitrateKbps) * 1000)
+	v.preferred.Store(int32(v.pickFormat(v.estimate.Load())))
+	return v, nil
+}
+
+// ID is the socket's index among the call's video sockets, as the protocol names it (the video
+// slot it is bound to). A screen-share socket's ID is 0.
 func (s *VideoSocket) ID() int { return s.id }
 
-func (s *VideoSocket) claim(m *MediaConfiguration) socketClaim { return nil }
-func (s *VideoSocket) lineKind() rtc.Kind                      { return rtc.KindVideo }
+type videoClaim struct{ s *VideoSocket }
+
+func (c videoClaim) unclaim() {
+	c.s.mu.Lock()
+	c.s.owner = nil
+	c.s.mu.Unlock()
+}
+
+func (s *VideoSocket) claim(m *MediaConfiguration) socketClaim {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.owner != nil || s.closed {
+		return nil
+	}
+	s.owner = m
+	return videoClaim{s}
+}
+
+func (s *VideoSocket) lineKind() rtc.Kind {
+	if s.settings.ScreenShare {
+		return rtc.KindScreenShare
+	}
+	return rtc.KindVideo
+}
+
 func (s *VideoSocket) want(line rtc.Line) webrtc.RTPTransceiverDirection {
+	if line.Index == 0 && line.Kind == rtc.KindVideo {
+		return s.settings.Direction.webrtc()
+	}
+	if s.settings.Direction.receives() {
+		return webrtc.RTPTransceiverDirectionRecvonly
+	}
 	return webrtc.RTPTransceiverDirectionInactive
 }
-func (s *VideoSocket) start(call *callMedia) error { return nil }
-func (s *VideoSocket) remoteTrack(line rtc.Line, t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+
+func (s *VideoSocket) start(call *callMedia) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrSocketClosed
+	}
+	s.call = call
+	s.log = call.log.With("socket", "video", "id", s.id, "screenShare", s.settings.ScreenShare)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.events.run(s.stop, s.deliver, s.discard)
+	}()
+	if s.track != nil {
+		s.wg.Add(2)
+		go s.encodeLoop()
+		go s.readRTCP()
+	}
+	return nil
 }
-func (s *VideoSocket) localTrack(line rtc.Line, sn *webrtc.RTPSender, t *webrtc.TrackLocalStaticRTP) {
+
+func (s *VideoSocket) localTrack(_ rtc.Line, sender *webrtc.RTPSender, track *webrtc.TrackLocalStaticRTP) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.track, s.rtpSender = track, sender
+	s.sendable.Store(true)
 }
-func (s *VideoSocket) connected(up bool) {}
-func (s *VideoSocket) close()            {}
+
+func (s *VideoSocket) remoteTrack(_ rtc.Line, t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || t.Kind() != webrtc.RTPCodecTypeVideo || !s.settings.Direction.receives() || s.reads > 0 {
+		return
+	}
+	s.reads++
+	s.wg.Add(1)
+	go s.read(t)
+}
+
+// read is the goroutine that assembles, decodes and converts the received stream.
+func (s *VideoSocket) read(t *webrtc.TrackRemote) {
+	defer s.wg.Done()
+	asm := vp8.NewAssembler(vp8.AssemblerConfig{})
+	dec, err := vp8.NewDecoder()
+	if err != nil {
+		s.log.Error("video decoder", "err", err)
+		return
+	}
+	defer dec.Close()
+	var conv yuv.Converter
+	var pic []byte
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	var lastPLI time.Time
+	var firstTS uint32
+	var haveTS bool
+	var csrc uint32
+	pli := []rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}}
+	for {
+		n, _, err := t.Read(buf)
+		if err != nil {
+			return
+		}
+		if pkt.Unmarshal(buf[:n]) != nil {
+			continue
+		}
+		if len(pkt.CSRC) > 0 {
+			csrc = pkt.CSRC[0]
+		}
+		if err := asm.Push(&pkt); err != nil {
+			continue
+		}
+		for {
+			f, ok := asm.Next()
+			if !ok {
+				break
+			}
+			w, h, err := dec.Decode(f.Data, pic)
+			if errors.Is(err, vp8.ErrShortBuffer) {
+				pic = make([]byte, media.I420.FrameSize(w, h))
+				w, h, err = dec.Decode(f.Data, pic)
+			}
+			if err != nil || w == 0 {
+				continue
+			}
+			if !haveTS {
+				firstTS, haveTS = f.Timestamp, true
+			}
+			format := media.VideoFormat{PixelFormat: media.NV12, Width: w, Height: h, FrameRate: 30}
+			vb := s.pool.Get(format)
+			if err := conv.Convert(vb.Data(), media.NV12, pic[:media.I420.FrameSize(w, h)], media.I420, w, h); err != nil {
+				vb.Release()
+				continue
+			}
+			vb.SourceID = csrc
+			vb.Timestamp = time.Duration(f.Timestamp-firstTS) * time.Second / vp8.ClockRate
+			if old, dropped := s.events.pushMedia(videoEvent{buf: vb}); dropped {
+				s.discard(old)
+			}
+		}
+		if (asm.NeedKeyFrame() || dec.NeedKeyFrame()) && time.Since(lastPLI) >= pliInterval {
+			lastPLI = time.Now()
+			_ = s.call.pc.WriteRTCP(pli)
+		}
+	}
+}
+
+// readRTCP reads the far side's feedback on the sent stream: key frame requests and bandwidth
+// estimates. NACKs are answered by pion's interceptor before they get here.
+func (s *VideoSocket) readRTCP() {
+	defer s.wg.Done()
+	for {
+		pkts, _, err := s.rtpSender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				s.forceKey.Store(true)
+				s.keyReqs.Add(1)
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				s.estimate.Store(int64(p.Bitrate))
+				s.updatePreferred()
+			}
+		}
+	}
+}
+
+// bitsPerPixel is the VP8 bitrate a format needs per pixel and frame to look acceptable.
+const bitsPerPixel = 0.04
+
+// pickFormat is the index of the largest format whose needed bitrate fits bps (the smallest
+// when none does).
+func (s *VideoSocket) pickFormat(bps int64) int {
+	for i, f := range s.formats {
+		if float64(f.Width*f.Height)*f.FrameRate*bitsPerPixel <= float64(bps) {
+			return i
+		}
+	}
+	return max(0, len(s.formats)-1)
+}
+
+func (s *VideoSocket) bitrateKbps() int {
+	return int(min(max(s.estimate.Load()/1000, 50), int64(s.settings.MaxBitrateKbps)))
+}
+
+func (s *VideoSocket) updatePreferred() {
+	i := int32(s.pickFormat(s.estimate.Load()))
+	if s.preferred.Swap(i) != i && s.SendStatus() == Active {
+		s.pushStatus(Active)
+	}
+}
+
+func (s *VideoSocket) pushStatus(st MediaSendStatus) {
+	ev := &VideoSendStatusEvent{Status: st, BitrateKbps: s.bitrateKbps()}
+	if len(s.formats) > 0 {
+		ev.PreferredFormat = s.formats[s.preferred.Load()]
+	}
+	s.events.pushControl(videoEvent{status: ev})
+}
+
+// PreferredFormat is the send format that currently fits best.
+func (s *VideoSocket) PreferredFormat() media.VideoFormat {
+	if len(s.formats) == 0 {
+		return media.VideoFormat{}
+	}
+	return s.formats[s.preferred.Load()]
+}
+
+// KeyFrameRequests counts the key frame requests (PLI, FIR) the far side sent.
+func (s *VideoSocket) KeyFrameRequests() uint64 { return s.keyReqs.Load() }
+
+func (s *VideoSocket) connected(up bool) {
+	s.up.Store(up)
+	status := Inactive
+	if up && s.settings.Direction.sends() && s.sendable.Load() {
+		status = Active
+	}
+	if MediaSendStatus(s.status.Swap(uint32(status))) == status || !s.settings.Direction.sends() {
+		return
+	}
+	s.pushStatus(status)
+}
+
+// SendStatus is the socket's current send status.
+func (s *VideoSocket) SendStatus() MediaSendStatus { return MediaSendStatus(s.status.Load()) }
+
+// Send queues one frame to send. Its format must be one of SupportedSendFormats (the preferred
+// one avoids a conversion). The buffer is the platform's until OnSendDone (or, without it,
+// until the platform Releases it). Send fails with ErrNotSending while Inactive and with
+// ErrSendQueueFull when the encoder is behind; the buffer then stays the bot's.
+func (s *VideoSocket) Send(buf *media.VideoBuffer) error {
+	if buf == nil {
+		return errors.New("sdk: send nil video buffer")
+	}
+	if s.SendStatus() != Active {
+		return ErrNotSending
+	}
+	f := buf.Format()
+	if !slices.ContainsFunc(s.formats, func(g media.VideoFormat) bool {
+		return g.PixelFormat == f.PixelFormat && g.Width == f.Width && g.Height == f.Height
+	}) {
+		return fmt.Errorf("sdk: send video in %v: not among the socket's SupportedSendFormats", f)
+	}
+	select {
+	case s.sendQ <- buf:
+		return nil
+	default:
+		return ErrSendQueueFull
+	}
+}
+
+// encodeLoop is the goroutine that converts, encodes and sends the bot's frames.
+func (s *VideoSocket) encodeLoop() {
+	defer s.wg.Done()
+	var (
+		enc      *vp8.Encoder
+		encFmt   media.VideoFormat
+		pz       *vp8.Packetizer
+		conv     yuv.Converter
+		i420     []byte
+		payloads [][]byte
+		pbuf     []byte
+		pkt      = rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: uint8(rtc.PayloadTypeVP8)}}
+		start    = time.Now()
+		lastPTS  int64 = -1
+		kbps     int
+	)
+	defer func() {
+		if enc != nil {
+			enc.Close()
+		}
+	}()
+	pz, err := vp8.NewPacketizer(1100)
+	if err != nil {
+		s.log.Error("video packetizer", "err", err)
+		return
+	}
+	for {
+		var buf *media.VideoBuffer
+		select {
+		case <-s.stop:
+			return
+		case buf = <-s.sendQ:
+		}
+		if s.SendStatus() != Active {
+			s.sendDone(buf)
+			continue
+		}
+		target := s.PreferredFormat()
+		target.PixelFormat = media.I420
+		if enc == nil || encFmt != target {
+			if enc != nil {
+				enc.Close()
+			}
+			kbps = s.bitrateKbps()
+			enc, err = vp8.NewEncoder(vp8.EncoderConfig{Width: target.Width, Height: target.Height, FrameRate: target.FrameRate, BitrateKbps: kbps})
+			if err != nil {
+				s.log.Error("video encoder", "format", target.String(), "err", err)
+				s.sendDone(buf)
+				enc = nil
+				continue
+			}
+			encFmt = target
+			i420 = make([]byte, target.FrameSize())
+			lastPTS = -1
+		} else if k := s.bitrateKbps(); k != kbps {
+			if enc.SetBitrate(k) == nil {
+				kbps = k
+			}
+		}
+		src := buf.Format()
+		err := conv.ConvertScale(i420, target, buf.Data(), src)
+		s.sendDone(buf)
+		if err != nil {
+			s.log.Warn("convert video for sending", "from", src.String(), "to", target.String(), "err", err)
+			continue
+		}
+		pts := int64(time.Since(start) * vp8.ClockRate / time.Second)
+		if pts <= lastPTS {
+			pts = lastPTS + 1
+		}
+		lastPTS = pts
+		frame, _, err := enc.Encode(i420, pts, s.forceKey.Swap(false))
+		if err != nil || len(frame) == 0 {
+			continue
+		}
+		pbuf, payloads = pz.Packetize(pbuf[:0], payloads[:0], frame)
+		pkt.Timestamp = uint32(pts)
+		for i, p := range payloads {
+			pkt.Payload = p
+			pkt.Marker = i == len(payloads)-1
+			pkt.SequenceNumber++
+			_ = s.track.WriteRTP(&pkt)
+		}
+	}
+}
+
+func (s *VideoSocket) sendDone(buf *media.VideoBuffer) {
+	if s.settings.OnSendDone != nil {
+		callBot(s.log, "OnSendDone", func() { s.settings.OnSendDone(buf) })
+		return
+	}
+	buf.Release()
+}
+
+func (s *VideoSocket) deliver(e videoEvent) {
+	if e.status != nil {
+		if f := s.settings.OnSendStatusChanged; f != nil {
+			callBot(s.log, "OnSendStatusChanged", func() { f(*e.status) })
+		}
+		return
+	}
+	if s.settings.OnVideoReceived == nil {
+		e.buf.Release()
+		return
+	}
+	ev := VideoReceivedEvent{Buffer: e.buf, Dropped: s.events.droppedCount()}
+	callBot(s.log, "OnVideoReceived", func() { s.settings.OnVideoReceived(ev) })
+}
+
+func (s *VideoSocket) discard(e videoEvent) {
+	if e.buf != nil {
+		e.buf.Release()
+	}
+}
+
+// Dropped returns how many received frames were dropped because the bot's callbacks were slow.
+func (s *VideoSocket) Dropped() uint64 { return s.events.droppedCount() }
+
+// Close ends the media of the call the socket serves (all its sockets), as AudioSocket.Close
+// does. It is idempotent and waits for the socket's goroutines.
+func (s *VideoSocket) Close() {
+	s.mu.Lock()
+	owner := s.owner
+	s.mu.Unlock()
+	if owner != nil {
+		owner.close()
+		return
+	}
+	s.close()
+}
+
+func (s *VideoSocket) close() {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.status.Store(uint32(Inactive))
+		close(s.stop)
+		s.wg.Wait()
+		for {
+			select {
+			case buf := <-s.sendQ:
+				s.sendDone(buf)
+				continue
+			default:
+			}
+			break
+		}
+	})
+}

@@ -1,0 +1,205 @@
+package sdk
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
+	"github.com/switchboard-rtc/switchboard/internal/yuv"
+	"github.com/switchboard-rtc/switchboard/media"
+)
+
+// videoLog collects a video socket's events.
+type videoLog struct {
+	mu       sync.Mutex
+	frames   int
+	sources  map[uint32]int
+	last     []byte
+	format   media.VideoFormat
+	statuses []VideoSendStatusEvent
+}
+
+func (l *videoLog) settings(s VideoSocketSettings) VideoSocketSettings {
+	l.sources = map[uint32]int{}
+	s.OnVideoReceived = func(e VideoReceivedEvent) {
+		l.mu.Lock()
+		l.frames++
+		l.sources[e.Buffer.SourceID]++
+		l.format = e.Buffer.Format()
+		l.last = append(l.last[:0], e.Buffer.Data()...)
+		l.mu.Unlock()
+		e.Buffer.Release()
+	}
+	s.OnSendStatusChanged = func(e VideoSendStatusEvent) {
+		l.mu.Lock()
+		l.statuses = append(l.statuses, e)
+		l.mu.Unlock()
+	}
+	return s
+}
+
+func (l *videoLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.frames
+}
+
+// lumaError is the mean absolute difference of two pictures' luma planes (the first w·h bytes).
+func lumaError(a, b []byte, w, h int) float64 {
+	var sum int
+	for i := 0; i < w*h; i++ {
+		d := int(a[i]) - int(b[i])
+		if d < 0 {
+			d = -d
+		}
+		sum += d
+	}
+	return float64(sum) / float64(w*h)
+}
+
+func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestVideoReceive: two video slots and the screen share reach their sockets as NV12 frames that
+// show the test pattern, each with its sender's source id.
+func TestVideoReceive(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var logs [3]videoLog
+	var socks [3]*VideoSocket
+	for i := range socks {
+		var err error
+		socks[i], err = NewVideoSocket(logs[i].settings(VideoSocketSettings{Direction: Recvonly, ScreenShare: i == 2}))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tc := newTestCall(t, false, socks[0], socks[1], socks[2])
+	if socks[0].ID() != 0 || socks[1].ID() != 1 {
+		t.Errorf("socket ids %d, %d", socks[0].ID(), socks[1].ID())
+	}
+	mids := []string{rtc.VideoMID(0), rtc.VideoMID(1), rtc.ScreenShareMID}
+	sizes := [][2]int{{320, 180}, {160, 90}, {640, 360}}
+	const frames = 30
+	for n := 0; n < frames; n++ {
+		for i, mid := range mids {
+			w, h := sizes[i][0], sizes[i][1]
+			if err := tc.peer.SendVideo(mid, uint32(100+i), rtctest.TestPattern(w, h, n), w, h, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(33 * time.Millisecond)
+	}
+	for i := range logs {
+		waitUntil(t, 5*time.Second, "video frames", func() bool { return logs[i].count() >= frames-5 })
+	}
+	tc.close()
+	for i := range logs {
+		l := &logs[i]
+		w, h := sizes[i][0], sizes[i][1]
+		if l.format.PixelFormat != media.NV12 || l.format.Width != w || l.format.Height != h {
+			t.Errorf("socket %d: format %v, want NV12 %dx%d", i, l.format, w, h)
+		}
+		if l.sources[uint32(100+i)] != l.frames {
+			t.Errorf("socket %d: sources %v", i, l.sources)
+		}
+		// The last frame sent was pattern frames-1; the last received is one of the last few.
+		best := 1e9
+		for n := frames - 6; n < frames; n++ {
+			best = min(best, lumaError(l.last, rtctest.TestPattern(w, h, n), w, h))
+		}
+		t.Logf("socket %d: %d frames, luma error %.2f", i, l.frames, best)
+		if best > 6 {
+			t.Errorf("socket %d: received picture differs from the test pattern (mean luma error %.1f)", i, best)
+		}
+	}
+}
+
+// TestVideoSend: the bot's NV12 and RGB24 frames reach the peer as VP8 that decodes to the
+// pattern; REMB moves the preferred format, a PLI forces a key frame.
+func TestVideoSend(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var log videoLog
+	big := media.VideoFormat{PixelFormat: media.NV12, Width: 640, Height: 360, FrameRate: 30}
+	small := media.VideoFormat{PixelFormat: media.NV12, Width: 320, Height: 180, FrameRate: 15}
+	rgb := media.VideoFormat{PixelFormat: media.RGB24, Width: 640, Height: 360, FrameRate: 30}
+	sock, err := NewVideoSocket(log.settings(VideoSocketSettings{Direction: Sendrecv, SupportedSendFormats: []media.VideoFormat{small, big, rgb}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTestCall(t, false, sock)
+	waitUntil(t, 5*time.Second, "send status Active", func() bool { return sock.SendStatus() == Active })
+	if got := sock.PreferredFormat(); got.Width != 640 {
+		t.Errorf("preferred format %v at full bandwidth", got)
+	}
+	pool := media.NewVideoPool("bot video")
+	send := func(n int, f media.VideoFormat) {
+		pattern := rtctest.TestPattern(f.Width, f.Height, n)
+		b := pool.Get(f)
+		if err := yuv.Convert(b.Data(), f.PixelFormat, pattern, media.I420, f.Width, f.Height); err != nil {
+			t.Fatal(err)
+		}
+		if err := sock.Send(b); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	for n := 0; n < 20; n++ {
+		send(n, big)
+		time.Sleep(33 * time.Millisecond)
+	}
+	for n := 20; n < 40; n++ {
+		send(n, rgb)
+		time.Sleep(33 * time.Millisecond)
+	}
+	waitUntil(t, 5*time.Second, "frames at the peer", func() bool {
+		n, _ := tc.peer.ReceivedVideo(rtc.VideoMID(0))
+		return n >= 30
+	})
+	frames, last := tc.peer.ReceivedVideo(rtc.VideoMID(0))
+	best := 1e9
+	for n := 34; n < 40; n++ {
+		best = min(best, lumaError(last.I420, rtctest.TestPattern(640, 360, n), 640, 360))
+	}
+	t.Logf("peer decoded %d frames (%dx%d), luma error %.2f", frames, last.Width, last.Height, best)
+	if last.Width != 640 || best > 8 {
+		t.Errorf("peer's picture %dx%d differs from the pattern (luma error %.1f)", last.Width, last.Height, best)
+	}
+
+	// A low estimate from the far side moves the preferred format down.
+	if err := tc.peer.SendREMB(150_000); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "preferred format to follow REMB", func() bool { return sock.PreferredFormat().Width == 320 })
+	if err := tc.peer.RequestKeyFrame(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "key frame request", func() bool { return sock.KeyFrameRequests() > 0 })
+	for n := 40; n < 50; n++ {
+		send(n, small)
+		time.Sleep(66 * time.Millisecond)
+	}
+	waitUntil(t, 5*time.Second, "small frames at the peer", func() bool {
+		_, f := tc.peer.ReceivedVideo(rtc.VideoMID(0))
+		return f.Width == 320
+	})
+	tc.close()
+	if st := pool.Stats(); st.Outstanding != 0 {
+		t.Errorf("bot's pool has %d buffers outstanding", st.Outstanding)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.statuses) < 2 || log.statuses[0].Status != Active || log.statuses[len(log.statuses)-1].PreferredFormat.Width != 320 {
+		t.Errorf("send status events %+v", log.statuses)
+	}
+}
