@@ -429,8 +429,8 @@ func (s *VideoSocket) encodeLoop() {
 		i420     []byte
 		payloads [][]byte
 		pbuf     []byte
-		pkt      = rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: uint8(rtc.PayloadTypeVP8)}}
-		start    = time.Now()
+		pkt            = rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: uint8(rtc.PayloadTypeVP8)}}
+		start          = time.Now()
 		lastPTS  int64 = -1
 		kbps     int
 	)

@@ -101,9 +101,9 @@ type VideoFrame struct {
 }
 
 type videoReceiver struct {
-	frames  int
-	keys    int
-	last    VideoFrame
+	frames int
+	keys   int
+	last   VideoFrame
 }
 
 func (v *videoReceiver) close() {}
