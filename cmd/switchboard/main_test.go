@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestVersionAndUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "switchboard ") {
+		t.Fatalf("version: %d %q", code, out.String())
+	}
+	if code := run(nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), "usage") {
+		t.Fatalf("no command: %d %q", code, errb.String())
+	}
+	if code := run([]string{"fly"}, &out, &errb); code != 2 {
+		t.Fatalf("unknown command: %d", code)
+	}
+	errb.Reset()
+	if code := run([]string{"serve", "-listen", "0.0.0.0:0"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "loopback") {
+		t.Fatalf("plain HTTP off loopback: %d %q", code, errb.String())
+	}
+}
+
+// TestServeWithNoConfiguration builds the binary, runs `switchboard serve` with no flags and no
+// SWITCHBOARD_* variables, reads the JWKS URL it prints, fetches the keys and stops it with
+// SIGTERM. If the default port is taken on this machine, it runs again on a free port (only the
+// address differs).
+func TestServeWithNoConfiguration(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "switchboard")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SWITCHBOARD_") {
+			env = append(env, kv)
+		}
+	}
+	jwks, stop := startServe(t, bin, env)
+	if jwks == "" {
+		t.Log("default address 127.0.0.1:8080 is in use here; serving on a free port instead")
+		jwks, stop = startServe(t, bin, append(env, "SWITCHBOARD_LISTEN=127.0.0.1:0"))
+		if jwks == "" {
+			t.Fatal("switchboard serve printed no JWKS URL")
+		}
+	} else if !strings.HasPrefix(jwks, "http://127.0.0.1:8080/") {
+		t.Fatalf("default JWKS URL %s", jwks)
+	}
+	resp, err := http.Get(jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set struct {
+		Keys []struct{ Kty, Crv, Kid string } `json:"keys"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&set)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || len(set.Keys) != 1 || set.Keys[0].Kty != "EC" || set.Keys[0].Crv != "P-256" || set.Keys[0].Kid == "" {
+		t.Fatalf("JWKS: %d %+v %v", resp.StatusCode, set, err)
+	}
+	stop()
+}
+
+// startServe starts the binary and returns the JWKS URL it prints ("" if it exited first) and a
+// function that stops it with SIGTERM and checks a clean exit.
+func startServe(t *testing.T, bin string, env []string) (string, func()) {
+	t.Helper()
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		url := ""
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "JWKS:" && url == "" {
+				url = f[1]
+				found <- url
+			}
+		}
+		if url == "" {
+			found <- ""
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	var url string
+	select {
+	case url = <-found:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no output; stderr: %s", stderr.String())
+	}
+	if url == "" {
+		cmd.Wait()
+		if !strings.Contains(stderr.String(), "address already in use") {
+			t.Fatalf("switchboard serve failed: %s", stderr.String())
+		}
+		return "", nil
+	}
+	return url, func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
+			}
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Fatal("did not stop on SIGTERM")
+		}
+		if !strings.Contains(stderr.String(), "stopped") {
+			t.Fatalf("no graceful stop: %s", stderr.String())
+		}
+	}
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
