@@ -7,7 +7,7 @@ GO ?= go
 DEB_PACKAGES := gcc make pkg-config libopus-dev libvpx-dev libyuv-dev chromium
 GOFLAGS_TEST ?= -race -timeout 20m
 
-.PHONY: run test deps check-go lint unit bench fmt
+.PHONY: run test deps check-go lint unit bench fmt fuzz test-debug
 
 ## run: start the service with the echo bot and print the URL to open.
 run: deps
@@ -48,3 +48,15 @@ bench: deps
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## fuzz: run every fuzz target for FUZZTIME each (seeds always run as part of `make test`).
+FUZZTIME ?= 20s
+fuzz: deps
+	@for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do d=$$(dirname $$f); \
+	  for fn in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+	    echo "== $$d $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 3s $$d || exit 1; \
+	  done; done
+
+## test-debug: the tests with buffer use-after-release checks on, without the race detector.
+test-debug: deps
+	$(GO) test -tags switchboard_debug ./...
