@@ -26,6 +26,19 @@ type videoSender struct {
 	pkt      rtp.Packet
 	csrc     [1]uint32
 	pts      int64
+	plis     int  // key frame requests already answered
+	lose     bool // encode the next frame but never send it
+}
+
+// LoseNextVideo makes the next frame on mid vanish after encoding: its sequence numbers are used
+// but its packets never sent, so no retransmission can repair the gap and the receiver needs a
+// key frame.
+func (p *Peer) LoseNextVideo(mid string) {
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
+	if v := p.videoTx[mid]; v != nil {
+		v.lose = true
+	}
 }
 
 func (v *videoSender) close() {
@@ -36,7 +49,8 @@ func (v *videoSender) close() {
 
 // SendVideo encodes one packed I420 picture of width×height and sends it on the video m-line
 // mid (rtc.VideoMID(i) or rtc.ScreenShareMID) with source in CSRC[0]. Each call advances the
-// stream by one frame at 30 frames a second. forceKey asks for a key frame.
+// stream by one frame at 30 frames a second. forceKey asks for a key frame; so does a PLI or FIR
+// from the bot since the previous frame.
 func (p *Peer) SendVideo(mid string, source uint32, i420 []byte, width, height int, forceKey bool) error {
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
@@ -71,6 +85,11 @@ func (p *Peer) SendVideo(mid string, source uint32, i420 []byte, width, height i
 			p.videoTx[mid] = v
 		}
 	}
+	p.mu.Lock()
+	if n := p.plis[mid]; n != v.plis { // the bot asked for a key frame
+		v.plis, forceKey = n, true
+	}
+	p.mu.Unlock()
 	frame, _, err := v.enc.Encode(i420, v.pts, forceKey)
 	v.pts += vp8.ClockRate / 30
 	if err != nil {
@@ -82,7 +101,13 @@ func (p *Peer) SendVideo(mid string, source uint32, i420 []byte, width, height i
 		v.csrc[0] = source
 		v.pkt.CSRC = v.csrc[:]
 	}
+	lose := v.lose
+	v.lose = false
 	for i, pl := range v.payloads {
+		if lose {
+			v.pkt.SequenceNumber++
+			continue
+		}
 		v.pkt.Payload = pl
 		v.pkt.Marker = i == len(v.payloads)-1
 		if err := v.track.WriteRTP(&v.pkt); err != nil {

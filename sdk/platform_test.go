@@ -1,0 +1,108 @@
+package sdk
+
+import (
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
+	"github.com/switchboard-rtc/switchboard/media"
+)
+
+// TestImpairedPath: with 10 % loss and up to 40 ms of jitter between the service and the bot,
+// audio keeps coming at one event per 20 ms of media, and video recovers at the next key frame
+// (the bot asks for one) and shows the pattern again.
+func TestImpairedPath(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var alog audioLog
+	asock, err := NewAudioSocket(alog.settings(Recvonly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vlog videoLog
+	vsock, err := NewVideoSocket(vlog.settings(VideoSocketSettings{Direction: Recvonly}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTestCall(t, true, asock, vsock)
+	tc.relay.Impair(0.10, 40*time.Millisecond)
+
+	const frames = 150 // 3 s of audio, and video at 25 frames a second
+	const w, h = 320, 180
+	var before, after int
+	sendPaced(t, tc.peer, 0, 31, frames, func(i int) {
+		if i == 0 {
+			before = alog.count()
+		}
+		if i == frames/2 {
+			tc.peer.LoseNextVideo(rtc.VideoMID(0)) // a loss no retransmission repairs
+		}
+		if i%2 == 0 {
+			if err := tc.peer.SendVideo(rtc.VideoMID(0), 32, rtctest.TestPattern(w, h, i/2), w, h, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	after = alog.count()
+	forwarded, dropped := tc.relay.Stats()
+	tc.relay.Impair(0, 0)
+	// Clean path again: the next frames (after a key frame if one is still needed) show the pattern.
+	for i := frames / 2; i < frames/2+15; i++ {
+		if err := tc.peer.SendVideo(rtc.VideoMID(0), 32, rtctest.TestPattern(w, h, i), w, h, false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(40 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	plis, nacks := tc.peer.KeyFrameRequests(rtc.VideoMID(0)), tc.peer.NACKs(rtc.VideoMID(0))
+	tc.close()
+
+	t.Logf("relay forwarded %d media packets, dropped %d; bot sent %d PLI, %d NACK", forwarded, dropped, plis, nacks)
+	if dropped == 0 {
+		t.Fatal("the relay dropped nothing")
+	}
+	alog.mu.Lock()
+	defer alog.mu.Unlock()
+	if got := after - before; got < frames-1-2 || got > frames-1+2 {
+		t.Errorf("%d audio events while %d packets were sent 20 ms apart, want %d±2", got, frames, frames-1)
+	}
+	if alog.tsErrors > 0 {
+		t.Errorf("%d audio events whose timestamp did not follow the previous by 20 ms", alog.tsErrors)
+	}
+	if want := int(alog.lastTS/(20*time.Millisecond)) + 1; alog.events != want {
+		t.Errorf("%d audio events for %v of media, want %d", alog.events, alog.lastTS+20*time.Millisecond, want)
+	}
+	audible := 0
+	for _, s := range alog.silent {
+		if !s {
+			audible++
+		}
+	}
+	if audible < frames*9/10 {
+		t.Errorf("%d audible audio events for %d packets sent", audible, frames)
+	}
+	want := make([]int16, 0, 25*media.FrameSamples)
+	frame := make([]int16, media.FrameSamples)
+	for i := 60; i < 85; i++ {
+		testSignal(i, frame)
+		want = append(want, frame...)
+	}
+	corr, _ := bestCorrelation(want, alog.pcm)
+	t.Logf("audio: %d events, %d audible, correlation %.3f", alog.events, audible, corr)
+
+	vlog.mu.Lock()
+	defer vlog.mu.Unlock()
+	best := 1e9
+	for i := frames/2 + 10; i < frames/2+15; i++ {
+		best = min(best, lumaError(vlog.last, rtctest.TestPattern(w, h, i), w, h))
+	}
+	t.Logf("video: %d frames, last luma error %.2f", vlog.frames, best)
+	if vlog.frames < frames/4 || best > 6 {
+		t.Errorf("video did not recover: %d frames, last picture's luma error %.1f", vlog.frames, best)
+	}
+	if plis == 0 {
+		t.Error("the bot never asked for a key frame")
+	}
+}
