@@ -2,13 +2,17 @@ package sdk
 
 import (
 	"context"
+	"log/slog"
 	"math"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-rtc/switchboard/internal/opus"
+	"github.com/switchboard-rtc/switchboard/internal/playout"
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
 	"github.com/switchboard-rtc/switchboard/media"
@@ -373,4 +377,145 @@ func TestAnswerLayout(t *testing.T) {
 	}
 	cfg.close()
 	cfg.close()
+}
+
+// offlineAudioSocket is a receiving (and, with send, sending) socket with lines audio slots and
+// no network: the test feeds the slots' playouts and runs the clock's tick by hand.
+func offlineAudioSocket(t testing.TB, lines int, dir StreamDirection, onAudio func(AudioReceivedEvent)) *AudioSocket {
+	t.Helper()
+	s, err := NewAudioSocket(AudioSocketSettings{Direction: dir, ReceiveUnmixed: true, OnAudioReceived: onAudio})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := &callMedia{ctx: context.Background(), callID: "offline", log: slog.New(slog.DiscardHandler)}
+	for i := 0; i < lines; i++ {
+		call.lines = append(call.lines, rtc.Line{Kind: rtc.KindAudio, Index: i, MID: rtc.AudioMID(i)})
+	}
+	if dir.sends() {
+		track, err := webrtc.NewTrackLocalStaticRTP(rtc.OpusCodec().RTPCodecCapability, "a", "b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.track = track // unbound: WriteRTP goes nowhere
+		s.sendable.Store(true)
+	}
+	s.mu.Lock()
+	s.call = call
+	s.log = call.log
+	for _, line := range call.lines {
+		p, err := playout.New(playout.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.slots = append(s.slots, &audioSlot{index: line.Index, play: p})
+	}
+	s.order = make([]int, 0, lines)
+	s.ids = make([]uint32, 0, lines)
+	if dir.sends() {
+		s.enc, err = opus.NewEncoder(opus.EncoderConfig{Bitrate: 32000, FEC: true, PacketLossPercent: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.opusOut = make([]byte, opus.MaxPacketSize)
+		s.status.Store(uint32(Active))
+	}
+	s.mu.Unlock()
+	t.Cleanup(s.close)
+	return s
+}
+
+// encodedSignal returns n Opus packets of testSignal.
+func encodedSignal(t testing.TB, n int) [][]byte {
+	t.Helper()
+	enc, err := opus.NewEncoder(opus.EncoderConfig{Bitrate: 32000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	pcm := make([]int16, media.FrameSamples)
+	out := make([][]byte, n)
+	for i := range out {
+		testSignal(i, pcm)
+		b := make([]byte, opus.MaxPacketSize)
+		m, err := enc.Encode(pcm, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = b[:m]
+	}
+	return out
+}
+
+// audioFrameStep is one 20 ms of a call's audio path without the network: a packet into each
+// slot (as the read goroutines do), one clock tick (playout, mix, speakers, unmixed buffers,
+// encode and RTP of a frame the bot sent), and the event goroutine's delivery to a bot that
+// releases everything.
+type audioFrameStep struct {
+	s       *AudioSocket
+	packets [][]byte
+	pool    *media.AudioPool
+	n       int
+}
+
+func (a *audioFrameStep) step() {
+	pkt := a.packets[a.n%len(a.packets)]
+	for i, sl := range a.s.slots {
+		sl.source.Store(uint32(10 + i))
+		_ = sl.play.Push(uint16(a.n), uint32(a.n*960), pkt)
+	}
+	if a.s.track != nil {
+		b := a.pool.Get()
+		copy(b.Samples(), a.s.slots[0].pcm[:])
+		a.s.sendQ <- b
+	}
+	a.s.tick(time.Duration(a.n) * 20 * time.Millisecond)
+	for {
+		e, ok := a.s.events.next()
+		if !ok {
+			break
+		}
+		a.s.deliver(e)
+	}
+	a.n++
+}
+
+func releaseAll(e AudioReceivedEvent) {
+	e.Buffer.Release()
+	for _, u := range e.Unmixed {
+		u.Release()
+	}
+}
+
+// TestAudioFrameAllocs: the per-frame audio path allocates nothing in the steady state.
+func TestAudioFrameAllocs(t *testing.T) {
+	if media.DebugChecks {
+		t.Skip("the checking build's buffer quarantine is not the steady state")
+	}
+	for _, dir := range []StreamDirection{Recvonly, Sendrecv} {
+		a := &audioFrameStep{s: offlineAudioSocket(t, 3, dir, releaseAll), packets: encodedSignal(t, 50), pool: media.NewAudioPool("bot")}
+		for i := 0; i < 200; i++ {
+			a.step()
+		}
+		if n := testing.AllocsPerRun(200, a.step); n != 0 {
+			t.Errorf("%v: %.2f allocations per audio frame, want 0", dir, n)
+		}
+	}
+}
+
+// BenchmarkAudioFrame measures the per-frame audio path of one call with three speakers
+// (decode, mix, unmixed buffers, delivery), and with sending (plus Opus encode).
+func BenchmarkAudioFrame(b *testing.B) {
+	for _, dir := range []StreamDirection{Recvonly, Sendrecv} {
+		b.Run(dir.String(), func(b *testing.B) {
+			a := &audioFrameStep{s: offlineAudioSocket(b, 3, dir, releaseAll), packets: encodedSignal(b, 50), pool: media.NewAudioPool("bot")}
+			for i := 0; i < 200; i++ {
+				a.step()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				a.step()
+			}
+		})
+	}
 }

@@ -285,7 +285,6 @@ type eventQueue[E any] struct {
 	head    int
 	n       int
 	ctrl    []E
-	spare   []E
 	dropped uint64
 	wake    chan struct{}
 }
