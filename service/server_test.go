@@ -268,8 +268,12 @@ func TestEndToEndWithSDKBot(t *testing.T) {
 		m.RemoveParticipant(conf, "p-alice")
 		bot.expect(t, roster(c.ID, "p-bob", me))
 		fmt.Fprintf(bot.stdin, "end %s\n", c.ID)
-		bot.expect(t, func(l botLine) bool { return l.Event == "ended" && l.CallID == c.ID })
-		bot.expect(t, func(l botLine) bool { return l.Event == "cleanup" && l.CallID == c.ID })
+		// "ended" (EndCall returned) and "cleanup" come in either order.
+		seen := map[string]bool{}
+		for !seen["ended"] || !seen["cleanup"] {
+			l := bot.expect(t, func(l botLine) bool { return (l.Event == "ended" || l.Event == "cleanup") && l.CallID == c.ID })
+			seen[l.Event] = true
+		}
 		waitGone(t, s, c.ID)
 		if info, _ := m.Conference(conf); len(info.Calls) != 0 || len(info.Roster) != 1 {
 			t.Fatalf("conference after the bot left: %+v", info)
