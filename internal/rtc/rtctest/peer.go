@@ -23,12 +23,15 @@ type Config struct {
 	Layout rtc.Layout
 	// OpusBitrate of the peer's audio senders; 0 means 32 kbit/s. FEC is always on.
 	OpusBitrate int
+	// CountOnly makes the peer count the bot's audio packets without decoding them (load tests).
+	CountOnly bool
 }
 
 // Peer is the service's side of one bot session. Its methods are safe for concurrent use.
 type Peer struct {
 	pc     *webrtc.PeerConnection
 	tracks *rtc.OfferTracks
+	cfg    Config
 
 	sendMu  sync.Mutex
 	audioTx []*audioSender
@@ -70,6 +73,7 @@ func New(cfg Config) (*Peer, error) {
 	}
 	p := &Peer{
 		pc:        pc,
+		cfg:       cfg,
 		videoTx:   map[string]*videoSender{},
 		audioSrc:  map[uint32]int{},
 		video:     map[string]*videoReceiver{},
@@ -298,6 +302,12 @@ func (p *Peer) readTrack(track *webrtc.TrackRemote, mid string) {
 		n, _, err := track.Read(buf)
 		if err != nil {
 			return
+		}
+		if p.cfg.CountOnly {
+			p.mu.Lock()
+			p.audioRxPkts++
+			p.mu.Unlock()
+			continue
 		}
 		if pkt.Unmarshal(buf[:n]) != nil {
 			continue
