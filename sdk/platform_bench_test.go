@@ -154,16 +154,14 @@ func runLoad(tb testing.TB, calls int, seconds float64, sendrecv bool) loadResul
 	out := json.NewEncoder(stdin)
 	in := json.NewDecoder(stdout)
 	read := func() peerMsg {
-		for {
-			var m peerMsg
-			if err := in.Decode(&m); err != nil {
-				tb.Fatalf("peer process: %v", err)
-			}
-			if m.Error != "" {
-				tb.Fatalf("peer process: %s", m.Error)
-			}
-			return m
+		var m peerMsg
+		if err := in.Decode(&m); err != nil {
+			tb.Fatalf("peer process: %v", err)
 		}
+		if m.Error != "" {
+			tb.Fatalf("peer process: %s", m.Error)
+		}
+		return m
 	}
 	if err := out.Encode(peerJob{Calls: calls, Seconds: seconds}); err != nil {
 		tb.Fatal(err)
