@@ -1,6 +1,9 @@
 package sdk
 
 import (
+	"log/slog"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,4 +108,44 @@ func TestImpairedPath(t *testing.T) {
 	if plis == 0 {
 		t.Error("the bot never asked for a key frame")
 	}
+}
+
+// FuzzAnswer feeds offers (seeded with a real one) to a media configuration's answer: a bad
+// offer is an error, never a panic or a leak.
+func FuzzAnswer(f *testing.F) {
+	offer, err := os.ReadFile("testdata/offer.sdp")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(string(offer))
+	f.Add(strings.Replace(string(offer), "a=mid:audio0", "a=mid:video9", 1))
+	f.Add(strings.Replace(string(offer), "a=setup:actpass", "a=setup:passive", -1))
+	p, err := NewMediaPlatform(MediaPlatformSettings{InternalIP: "127.0.0.1", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer p.Close()
+	f.Fuzz(func(t *testing.T, offer string) {
+		a, err := NewAudioSocket(AudioSocketSettings{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := NewVideoSocket(VideoSocketSettings{Direction: Recvonly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := p.CreateMediaConfiguration(a, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cfg.close()
+		start := time.Now()
+		answer, err := cfg.answer("fuzz", offer)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("answer took %v (err %v)", d, err)
+		}
+		if err == nil && !strings.Contains(answer, "a=ice-lite") {
+			t.Fatalf("answer without ice-lite:\n%s", answer)
+		}
+	})
 }

@@ -141,9 +141,12 @@ func ParseMID(mid string) (line Line, ok bool) {
 	if rest == "" || len(rest) > 2 || (len(rest) > 1 && rest[0] == '0') {
 		return Line{}, false
 	}
-	i, err := strconv.Atoi(rest)
-	if err != nil || i < 0 {
-		return Line{}, false
+	i := 0
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return Line{}, false
+		}
+		i = i*10 + int(c-'0')
 	}
 	return Line{kind, i, mid}, true
 }

@@ -2,6 +2,7 @@ package rtc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/pion/sdp/v3"
@@ -128,6 +129,9 @@ func SetDirections(sdpText string, dirs map[string]webrtc.RTPTransceiverDirectio
 	if err := d.UnmarshalString(sdpText); err != nil {
 		return "", fmt.Errorf("rtc: parse SDP to set directions: %w", err)
 	}
+	if len(d.MediaDescriptions) == 0 {
+		return "", ErrNoMedia
+	}
 	for _, m := range d.MediaDescriptions {
 		mid, _ := m.Attribute(sdp.AttrKeyMID)
 		dir, ok := dirs[mid]
@@ -151,11 +155,17 @@ func SetDirections(sdpText string, dirs map[string]webrtc.RTPTransceiverDirectio
 	return string(out), nil
 }
 
+// ErrNoMedia reports an SDP without m-lines.
+var ErrNoMedia = errors.New("rtc: SDP has no m-lines")
+
 // MIDs lists the mids of an SDP's m-lines in order, with each m-line's direction.
 func MIDs(sdpText string) (mids []string, dirs []webrtc.RTPTransceiverDirection, err error) {
 	var d sdp.SessionDescription
 	if err := d.UnmarshalString(sdpText); err != nil {
 		return nil, nil, fmt.Errorf("rtc: parse SDP: %w", err)
+	}
+	if len(d.MediaDescriptions) == 0 {
+		return nil, nil, ErrNoMedia
 	}
 	for _, m := range d.MediaDescriptions {
 		mid, _ := m.Attribute(sdp.AttrKeyMID)

@@ -3,6 +3,7 @@ package rtc_test
 import (
 	"context"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -161,4 +162,44 @@ func TestBotAnswersAndReceives(t *testing.T) {
 		}
 	}
 	t.Fatal("no audio reached the bot")
+}
+
+// FuzzSDP feeds offers (seeded with a real one) to the SDP helpers the bot runs on the service's
+// input: MIDs and SetDirections must return an error or a result, never panic.
+func FuzzSDP(f *testing.F) {
+	offer, err := os.ReadFile("testdata/offer.sdp")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(string(offer))
+	f.Add("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio0\r\na=sendrecv\r\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		mids, dirs, err := rtc.MIDs(s)
+		if err != nil {
+			return
+		}
+		if len(mids) != len(dirs) {
+			t.Fatalf("%d mids, %d directions", len(mids), len(dirs))
+		}
+		want := map[string]webrtc.RTPTransceiverDirection{}
+		for _, m := range mids {
+			want[m] = webrtc.RTPTransceiverDirectionInactive
+		}
+		out, err := rtc.SetDirections(s, want)
+		if err != nil {
+			return
+		}
+		mids2, dirs2, err := rtc.MIDs(out)
+		if err != nil {
+			t.Fatalf("SetDirections wrote SDP that does not parse: %v", err)
+		}
+		if len(mids2) != len(mids) {
+			t.Fatalf("SetDirections changed the m-lines: %v → %v", mids, mids2)
+		}
+		for i, d := range dirs2 {
+			if _, ok := want[mids2[i]]; ok && d != webrtc.RTPTransceiverDirectionInactive {
+				t.Fatalf("m-line %q is %v after SetDirections", mids2[i], d)
+			}
+		}
+	})
 }
