@@ -194,11 +194,17 @@ func (p *MediaPlatform) CreateMediaConfiguration(sockets ...MediaSocket) (*Media
 	for _, s := range sockets {
 		switch s := s.(type) {
 		case *AudioSocket:
+			if s == nil {
+				return nil, errors.New("sdk: nil AudioSocket")
+			}
 			if m.audio != nil {
 				return nil, errors.New("sdk: a media configuration takes one AudioSocket")
 			}
 			m.audio = s
 		case *VideoSocket:
+			if s == nil {
+				return nil, errors.New("sdk: nil VideoSocket")
+			}
 			if s.settings.ScreenShare {
 				if m.screen != nil {
 					return nil, errors.New("sdk: a media configuration takes one screen-share VideoSocket")

@@ -149,3 +149,40 @@ func FuzzAnswer(f *testing.F) {
 		}
 	})
 }
+
+func TestCreateMediaConfigurationErrors(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p, err := NewMediaPlatform(MediaPlatformSettings{InternalIP: "127.0.0.1", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nilAudio *AudioSocket
+	if _, err := p.CreateMediaConfiguration(nilAudio); err == nil {
+		t.Error("nil AudioSocket accepted")
+	}
+	a1, _ := NewAudioSocket(AudioSocketSettings{})
+	a2, _ := NewAudioSocket(AudioSocketSettings{})
+	if _, err := p.CreateMediaConfiguration(a1, a2); err == nil {
+		t.Error("two AudioSockets accepted")
+	}
+	if _, err := NewVideoSocket(VideoSocketSettings{Direction: Sendrecv}); err == nil {
+		t.Error("sending video socket without formats accepted")
+	}
+	if _, err := NewVideoSocket(VideoSocketSettings{ScreenShare: true}); err == nil {
+		t.Error("sending screen-share socket accepted")
+	}
+	cfg, err := p.CreateMediaConfiguration(a1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.answer("c", "v=0\r\n"); err == nil {
+		t.Error("bad offer answered")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Close()
+	if _, err := p.CreateMediaConfiguration(a2); err != ErrPlatformClosed {
+		t.Errorf("after Close: %v, want ErrPlatformClosed", err)
+	}
+}
