@@ -151,9 +151,11 @@ func TestNoAllocs(t *testing.T) {
 	img := image.NewRGBA(image.Rect(0, 0, 320, 180))
 	bg := Black
 	for name, f := range map[string]func(){
-		"DrawText": func() { _ = DrawText(b, 10, 300, "Alice Example 12:34", TextStyle{Scale: 2, Color: White, Background: &bg, Pad: 4}) },
-		"Scale":    func() { _ = Scale(small, b) },
-		"ToRGBA":   func() { _ = ToRGBA(img, small) },
+		"DrawText": func() {
+			_ = DrawText(b, 10, 300, "Alice Example 12:34", TextStyle{Scale: 2, Color: White, Background: &bg, Pad: 4})
+		},
+		"Scale":  func() { _ = Scale(small, b) },
+		"ToRGBA": func() { _ = ToRGBA(img, small) },
 	} {
 		if n := testing.AllocsPerRun(20, f); n != 0 {
 			t.Errorf("%s: %v allocations", name, n)
