@@ -1,9 +1,12 @@
 // Package service ties the calling service together: configuration, bot registry, signing key,
-// webhook dispatcher, call control and the HTTP API, in one Server with Start and Shutdown.
+// webhook dispatcher, call control and the HTTP API, in one Server with Start and Shutdown; with
+// Options.Conferencing also the SFU (the calls' media), the browser signalling at /ws, the web
+// page at / and the list of bots the page offers at /api/bots.
 //
 // A Server owns its listener, its HTTP server, its Prometheus registry, the dispatcher's and the
-// call manager's goroutines and the configuration watcher; Shutdown ends every call (the bots get
-// their terminated notifications), drains the webhook queues and stops them all.
+// call manager's goroutines, the SFU and the signalling server, and the configuration watcher;
+// Shutdown ends every call (the bots get their terminated notifications, the browsers are told),
+// drains the webhook queues and stops them all.
 package service
 
 import (
@@ -18,7 +21,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,14 +38,19 @@ import (
 	"github.com/switchboard-rtc/switchboard/service/bots"
 	"github.com/switchboard-rtc/switchboard/service/calls"
 	"github.com/switchboard-rtc/switchboard/service/config"
+	"github.com/switchboard-rtc/switchboard/service/sfu"
 )
 
 // Options are the parts of a Server that are not configuration.
 type Options struct {
 	// Logger receives the service's logs [slog.Default()].
 	Logger *slog.Logger
-	// Media is the media server; nil makes every call signalling-only.
+	// Media is the media server; nil makes every call signalling-only unless Conferencing is
+	// set.
 	Media calls.Media
+	// Conferencing, when set, runs the SFU (then the calls' media; Media must be nil), the
+	// browser signalling and the web page in the Server: the whole calling service.
+	Conferencing *Conferencing
 	// OnCallState observes call state changes (see calls.Options).
 	OnCallState func(calls.CallInfo)
 	// Webhook tunes the dispatcher (Signer, Logger and Metrics are set by the Server).
@@ -61,6 +71,7 @@ type Server struct {
 	dispatcher *webhook.Dispatcher
 	manager    *calls.Manager
 	metrics    *prometheus.Registry
+	media      *media // nil without conferencing
 
 	watchStop chan struct{}
 	watchWG   sync.WaitGroup
@@ -112,6 +123,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 		s.url = cfg.Scheme() + "://" + ln.Addr().String()
 	}
 	if err := s.build(key, opts); err != nil {
+		s.media.close()
 		ln.Close()
 		return nil, err
 	}
@@ -131,6 +143,16 @@ func (s *Server) build(key *auth.Key, opts Options) error {
 		return err
 	}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mediaSeam := opts.Media
+	if opts.Conferencing != nil {
+		if opts.Media != nil {
+			return errMediaConflict
+		}
+		if s.media, err = s.startMedia(*opts.Conferencing); err != nil {
+			return err
+		}
+		mediaSeam = s.media.sfu.CallMedia(sfu.BotOptions{})
+	}
 	wm, err := webhook.NewPrometheusMetrics(s.metrics)
 	if err != nil {
 		return err
@@ -141,7 +163,7 @@ func (s *Server) build(key *auth.Key, opts Options) error {
 		return err
 	}
 	s.manager, err = calls.New(calls.Options{
-		Bots: s.registry, Bus: s.dispatcher, Media: opts.Media,
+		Bots: s.registry, Bus: s.dispatcher, Media: mediaSeam,
 		AnswerTimeout: s.cfg.AnswerTimeout.D(), MediaTimeout: s.cfg.MediaTimeout.D(),
 		OnCallState: opts.OnCallState, Logger: s.log.With("component", "calls"),
 	})
@@ -167,6 +189,10 @@ func (s *Server) build(key *auth.Key, opts Options) error {
 		s.manager.Close()
 		s.dispatcher.Close()
 		return err
+	}
+	s.mux.HandleFunc("GET /api/bots", s.serveBots)
+	if s.media != nil {
+		s.media.attach(s, opts.Conferencing.Grace)
 	}
 	s.http = &http.Server{
 		Handler:           s.mux,
@@ -242,7 +268,17 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // Describe writes what the Server serves, for an operator.
 func (s *Server) Describe(w io.Writer) {
 	fmt.Fprintf(w, "switchboard listening on %s (%s)\n", s.ln.Addr(), s.cfg.Scheme())
-	fmt.Fprintf(w, "  page:    %s/\n", s.url)
+	if s.media != nil {
+		fmt.Fprintf(w, "  page:    %s/\n", s.url)
+		fmt.Fprintf(w, "  media:   UDP %s", s.MediaAddr())
+		if s.media.loopback {
+			fmt.Fprint(w, " (loopback only)")
+		}
+		if len(s.media.public) > 0 {
+			fmt.Fprintf(w, ", announced as %s", strings.Join(s.media.public, ", "))
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "  JWKS:    %s\n", s.JWKSURL())
 	fmt.Fprintf(w, "  metrics: %s/metrics\n", s.url)
 	ids := s.registry.AppIDs()
@@ -251,7 +287,11 @@ func (s *Server) Describe(w io.Writer) {
 	}
 	for _, id := range ids {
 		b, _ := s.registry.Lookup(id)
-		fmt.Fprintf(w, "  bot:     %s → %s\n", id, b.WebhookURL)
+		fmt.Fprintf(w, "  bot:     %s → %s", id, b.WebhookURL)
+		if s.media != nil {
+			fmt.Fprintf(w, " (call it: %s/?call=%s)", s.url, url.QueryEscape(id))
+		}
+		fmt.Fprintln(w)
 	}
 }
 
@@ -324,20 +364,26 @@ func (s *Server) watch(every time.Duration) {
 	}
 }
 
-// Shutdown ends every call (the bots get terminated notifications), drains the webhook queues,
-// stops the HTTP server and waits for every goroutine the Server started, or for ctx (then the
-// rest is abandoned and cancelled). It is idempotent.
+// Shutdown ends every call (the bots get terminated notifications), ends the browsers' sessions
+// (they are told), drains the webhook queues, stops the HTTP server, closes the SFU and waits for
+// every goroutine the Server started, or for ctx (then the rest is abandoned and cancelled). It
+// is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		close(s.watchStop)
 		s.watchWG.Wait()
-		errs := []error{s.manager.Shutdown(ctx), s.dispatcher.Shutdown(ctx)}
+		errs := []error{s.manager.Shutdown(ctx)}
+		if s.media != nil && s.media.signal != nil {
+			_ = s.media.signal.Close() // browsers leave; one-to-one calls end with them
+		}
+		errs = append(errs, s.dispatcher.Shutdown(ctx))
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("HTTP shutdown: %w", err))
 			s.http.Close()
 		}
 		s.ln.Close() // when Start was never called
 		s.serveWG.Wait()
+		s.media.close()
 		s.manager.Close()
 		s.dispatcher.Close()
 		s.stopErr = errors.Join(errs...)
