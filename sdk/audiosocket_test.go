@@ -215,6 +215,9 @@ func TestAudioReceive(t *testing.T) {
 	after = log.count()
 	time.Sleep(300 * time.Millisecond) // let the jitter buffer play out
 	tc.close()
+	if st := sock.pool.Stats(); st.Outstanding != 0 {
+		t.Errorf("%d audio buffers outlive the call", st.Outstanding)
+	}
 
 	if got := after - before; got < frames-1-2 || got > frames-1+2 {
 		t.Errorf("%d events while %d packets were sent 20 ms apart, want %d±2", got, frames, frames-1)

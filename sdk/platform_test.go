@@ -1,7 +1,15 @@
 package sdk
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"log/slog"
+	"math/big"
 	"os"
 	"strings"
 	"testing"
@@ -61,6 +69,9 @@ func TestImpairedPath(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	plis, nacks := tc.peer.KeyFrameRequests(rtc.VideoMID(0)), tc.peer.NACKs(rtc.VideoMID(0))
 	tc.close()
+	if a, v := asock.pool.Stats().Outstanding, vsock.pool.Stats().Outstanding; a != 0 || v != 0 {
+		t.Errorf("%d audio and %d video buffers outlive the call", a, v)
+	}
 
 	t.Logf("relay forwarded %d media packets, dropped %d; bot sent %d PLI, %d NACK", forwarded, dropped, plis, nacks)
 	if dropped == 0 {
@@ -184,5 +195,56 @@ func TestCreateMediaConfigurationErrors(t *testing.T) {
 	_ = p.Close()
 	if _, err := p.CreateMediaConfiguration(a2); err != ErrPlatformClosed {
 		t.Errorf("after Close: %v, want ErrPlatformClosed", err)
+	}
+}
+
+// TestPublicAddressAndCertificate: the answer's candidate carries PublicIP:PublicPort, and its
+// fingerprint is that of the certificate given in the settings.
+func TestPublicAddressAndCertificate(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewMediaPlatform(MediaPlatformSettings{
+		InternalIP: "127.0.0.1", PublicIP: "203.0.113.7", PublicPort: 3478,
+		Certificate: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	sock, _ := NewAudioSocket(AudioSocketSettings{})
+	cfg, err := p.CreateMediaConfiguration(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, err := os.ReadFile("testdata/offer.sdp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := cfg.answer("c", string(offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(answer, " 203.0.113.7 3478 typ host") {
+		t.Errorf("answer's candidate is not the public address:\n%s", answer)
+	}
+	sum := sha256.Sum256(der)
+	var fp strings.Builder
+	for i, b := range sum {
+		if i > 0 {
+			fp.WriteByte(':')
+		}
+		fmt.Fprintf(&fp, "%02X", b)
+	}
+	if !strings.Contains(strings.ToUpper(answer), "A=FINGERPRINT:SHA-256 "+fp.String()) {
+		t.Errorf("answer lacks the certificate's fingerprint %s", fp.String())
 	}
 }

@@ -105,6 +105,11 @@ func TestVideoReceive(t *testing.T) {
 		waitUntil(t, 5*time.Second, "video frames", func() bool { return logs[i].count() >= frames-5 })
 	}
 	tc.close()
+	for i, s := range socks {
+		if st := s.pool.Stats(); st.Outstanding != 0 {
+			t.Errorf("socket %d: %d video buffers outlive the call", i, st.Outstanding)
+		}
+	}
 	for i := range logs {
 		l := &logs[i]
 		w, h := sizes[i][0], sizes[i][1]
