@@ -25,7 +25,8 @@ type testPeer struct {
 	pub   *webrtc.PeerConnection
 	sub   *webrtc.PeerConnection
 	audio *webrtc.TrackLocalStaticRTP
-	video []*webrtc.TrackLocalStaticRTP // q, h, f when publishing video
+	video  []*webrtc.TrackLocalStaticRTP // q, h, f when publishing video
+	screen *webrtc.TrackLocalStaticRTP
 
 	mu       sync.Mutex
 	received map[string]*recvStream // by track id (kind-source)
@@ -44,6 +45,7 @@ type recvStream struct {
 	seqs     []uint16
 	pics     []uint16
 	csrc     uint32
+	ssrc     uint32
 }
 
 func clientAPI(t *testing.T) *webrtc.API {
@@ -76,6 +78,13 @@ func newTestSFU(t *testing.T, cfg Config) *SFU {
 
 // joinPeer joins a test peer that publishes audio (and simulcast video when video is true).
 func joinPeer(t *testing.T, api *webrtc.API, c *Conference, name string, video bool) *testPeer {
+	t.Helper()
+	return joinPeerWith(t, api, c, name, video, false)
+}
+
+// joinPeerWith also publishes a screen share (track id "screen-<name>", one layer) when screen
+// is true.
+func joinPeerWith(t *testing.T, api *webrtc.API, c *Conference, name string, video, screen bool) *testPeer {
 	t.Helper()
 	tp := &testPeer{t: t, name: name, tag: name[0], received: make(map[string]*recvStream), stopSend: make(chan struct{}), level: 100}
 	var err error
@@ -122,13 +131,23 @@ func joinPeer(t *testing.T, api *webrtc.API, c *Conference, name string, video b
 			}
 		}
 	}
+	var screenIDs []string
+	if screen {
+		if tp.screen, err = webrtc.NewTrackLocalStaticRTP(rtc.VP8Codec().RTPCodecCapability, "screen-"+name, name+"-screen"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err = tp.pub.AddTransceiverFromTrack(tp.screen, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			t.Fatal(err)
+		}
+		screenIDs = append(screenIDs, "screen-"+name)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	offer, err := rtc.CompleteOffer(ctx, tp.pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, err := tp.p.Publish(ctx, offer)
+	answer, err := tp.p.Publish(ctx, offer, screenIDs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +211,7 @@ func (tp *testPeer) read(tr *webrtc.TrackRemote) {
 			tp.received[tr.ID()] = rs
 		}
 		rs.packets++
+		rs.ssrc = uint32(tr.SSRC())
 		if tr.Kind() == webrtc.RTPCodecTypeVideo {
 			if d, ok := parseVP8(p.Payload); ok && len(p.Payload) > d.headerLen+10 && len(rs.pics) < 1<<16 {
 				rs.payloads[p.Payload[d.headerLen+10]]++
@@ -283,7 +303,7 @@ func (tp *testPeer) startSending(vsender *webrtc.RTPSender) {
 		defer tick.Stop()
 		var seq uint16
 		var vseq [3]uint16
-		var pic uint16
+		var pic, sseq uint16
 		frame := 0
 		for n := 0; ; n++ {
 			select {
@@ -303,6 +323,13 @@ func (tp *testPeer) startSending(vsender *webrtc.RTPSender) {
 				_ = pkt.Header.SetExtension(levelID, []byte{level})
 			}
 			_ = tp.audio.WriteRTP(pkt)
+			if tp.screen != nil && n%3 == 0 {
+				sseq++
+				payload := vp8TestPayload(sseq, sseq%10 == 1, 2)
+				payload[4+10] = 'S'
+				_ = tp.screen.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: sseq, Timestamp: uint32(sseq) * 6000, Marker: true},
+					Payload: payload})
+			}
 			if vsender == nil || n%3 != 0 {
 				continue
 			}
