@@ -18,13 +18,13 @@ import (
 // testPeer is a participant in tests: a pion client with a publisher and a subscriber
 // connection, signalled in-process.
 type testPeer struct {
-	t     *testing.T
-	name  string
-	tag   byte
-	p     *Participant
-	pub   *webrtc.PeerConnection
-	sub   *webrtc.PeerConnection
-	audio *webrtc.TrackLocalStaticRTP
+	t      *testing.T
+	name   string
+	tag    byte
+	p      *Participant
+	pub    *webrtc.PeerConnection
+	sub    *webrtc.PeerConnection
+	audio  *webrtc.TrackLocalStaticRTP
 	video  []*webrtc.TrackLocalStaticRTP // q, h, f when publishing video
 	screen *webrtc.TrackLocalStaticRTP
 
