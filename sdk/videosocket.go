@@ -247,68 +247,101 @@ func (s *VideoSocket) remoteTrack(_ rtc.Line, t *webrtc.TrackRemote, _ *webrtc.R
 // read is the goroutine that assembles, decodes and converts the received stream.
 func (s *VideoSocket) read(t *webrtc.TrackRemote) {
 	defer s.wg.Done()
-	asm := vp8.NewAssembler(vp8.AssemblerConfig{})
-	dec, err := vp8.NewDecoder()
+	r, err := newVideoReceiver(s, uint32(t.SSRC()))
 	if err != nil {
 		s.log.Error("video decoder", "err", err)
 		return
 	}
-	defer dec.Close()
-	var conv yuv.Converter
-	var pic []byte
+	defer r.dec.Close()
 	buf := make([]byte, 1500)
-	var pkt rtp.Packet
-	var lastPLI time.Time
-	var firstTS uint32
-	var haveTS bool
-	var csrc uint32
-	pli := []rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}}
 	for {
 		n, _, err := t.Read(buf)
 		if err != nil {
 			return
 		}
-		if pkt.Unmarshal(buf[:n]) != nil {
-			continue
+		if r.packet(buf[:n]) {
+			_ = s.call.pc.WriteRTCP(r.pli)
 		}
-		if len(pkt.CSRC) > 0 {
-			csrc = pkt.CSRC[0]
+	}
+}
+
+// videoReceiver is the state of one received video stream, owned by its read goroutine.
+type videoReceiver struct {
+	s       *VideoSocket
+	asm     *vp8.Assembler
+	dec     *vp8.Decoder
+	conv    yuv.Converter
+	pic     []byte
+	pkt     rtp.Packet
+	lastPLI time.Time
+	firstTS uint32
+	haveTS  bool
+	csrc    uint32
+	pli     []rtcp.Packet
+}
+
+func newVideoReceiver(s *VideoSocket, ssrc uint32) (*videoReceiver, error) {
+	dec, err := vp8.NewDecoder()
+	if err != nil {
+		return nil, err
+	}
+	return &videoReceiver{
+		s:   s,
+		asm: vp8.NewAssembler(vp8.AssemblerConfig{}),
+		dec: dec,
+		pli: []rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}},
+	}, nil
+}
+
+// packet takes one RTP packet, hands every frame it completes to the event goroutine, and
+// reports whether to send a key frame request now.
+func (r *videoReceiver) packet(b []byte) (requestKey bool) {
+	if r.pkt.Unmarshal(b) != nil {
+		return false
+	}
+	if len(r.pkt.CSRC) > 0 {
+		r.csrc = r.pkt.CSRC[0]
+	}
+	if err := r.asm.Push(&r.pkt); err != nil {
+		return false
+	}
+	for {
+		f, ok := r.asm.Next()
+		if !ok {
+			break
 		}
-		if err := asm.Push(&pkt); err != nil {
-			continue
-		}
-		for {
-			f, ok := asm.Next()
-			if !ok {
-				break
-			}
-			w, h, err := dec.Decode(f.Data, pic)
-			if errors.Is(err, vp8.ErrShortBuffer) {
-				pic = make([]byte, media.I420.FrameSize(w, h))
-				w, h, err = dec.Decode(f.Data, pic)
-			}
-			if err != nil || w == 0 {
-				continue
-			}
-			if !haveTS {
-				firstTS, haveTS = f.Timestamp, true
-			}
-			format := media.VideoFormat{PixelFormat: media.NV12, Width: w, Height: h, FrameRate: 30}
-			vb := s.pool.Get(format)
-			if err := conv.Convert(vb.Data(), media.NV12, pic[:media.I420.FrameSize(w, h)], media.I420, w, h); err != nil {
-				vb.Release()
-				continue
-			}
-			vb.SourceID = csrc
-			vb.Timestamp = time.Duration(f.Timestamp-firstTS) * time.Second / vp8.ClockRate
-			if old, dropped := s.events.pushMedia(videoEvent{buf: vb}); dropped {
-				s.discard(old)
-			}
-		}
-		if (asm.NeedKeyFrame() || dec.NeedKeyFrame()) && time.Since(lastPLI) >= pliInterval {
-			lastPLI = time.Now()
-			_ = s.call.pc.WriteRTCP(pli)
-		}
+		r.frame(f)
+	}
+	if (r.asm.NeedKeyFrame() || r.dec.NeedKeyFrame()) && time.Since(r.lastPLI) >= pliInterval {
+		r.lastPLI = time.Now()
+		return true
+	}
+	return false
+}
+
+// frame decodes one assembled frame into a pooled NV12 buffer and queues it.
+func (r *videoReceiver) frame(f vp8.Frame) {
+	w, h, err := r.dec.Decode(f.Data, r.pic)
+	if errors.Is(err, vp8.ErrShortBuffer) {
+		r.pic = make([]byte, media.I420.FrameSize(w, h))
+		w, h, err = r.dec.Decode(f.Data, r.pic)
+	}
+	if err != nil || w == 0 {
+		return
+	}
+	if !r.haveTS {
+		r.firstTS, r.haveTS = f.Timestamp, true
+	}
+	format := media.VideoFormat{PixelFormat: media.NV12, Width: w, Height: h, FrameRate: 30}
+	vb := r.s.pool.Get(format)
+	if err := r.conv.Convert(vb.Data(), media.NV12, r.pic[:media.I420.FrameSize(w, h)], media.I420, w, h); err != nil {
+		vb.Release()
+		return
+	}
+	vb.SourceID = r.csrc
+	vb.Timestamp = time.Duration(f.Timestamp-r.firstTS) * time.Second / vp8.ClockRate
+	if old, dropped := r.s.events.pushMedia(videoEvent{buf: vb}); dropped {
+		r.s.discard(old)
 	}
 }
 

@@ -1,14 +1,17 @@
 package sdk
 
 import (
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
+	"github.com/switchboard-rtc/switchboard/internal/vp8"
 	"github.com/switchboard-rtc/switchboard/internal/yuv"
 	"github.com/switchboard-rtc/switchboard/media"
 )
@@ -206,5 +209,87 @@ func TestVideoSend(t *testing.T) {
 	defer log.mu.Unlock()
 	if len(log.statuses) < 2 || log.statuses[0].Status != Active || log.statuses[len(log.statuses)-1].PreferredFormat.Width != 320 {
 		t.Errorf("send status events %+v", log.statuses)
+	}
+}
+
+// videoPackets encodes frames of the test pattern and packetizes them as a sender would.
+func videoPackets(t testing.TB, frames, w, h int) [][][]byte {
+	t.Helper()
+	enc, err := vp8.NewEncoder(vp8.EncoderConfig{Width: w, Height: h, FrameRate: 30, BitrateKbps: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	pz, err := vp8.NewPacketizer(1100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][][]byte
+	var seq uint16
+	for n := 0; n < frames; n++ {
+		frame, _, err := enc.Encode(rtctest.TestPattern(w, h, n), int64(n*3000), n == 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, payloads := pz.Packetize(nil, nil, frame)
+		var pkts [][]byte
+		for i, pl := range payloads {
+			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(n * 3000),
+				Marker: i == len(payloads)-1, CSRC: []uint32{55}}, Payload: pl}
+			seq++
+			b, err := p.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pkts = append(pkts, b)
+		}
+		out = append(out, pkts)
+	}
+	return out
+}
+
+// TestVideoFrameAllocs: receiving a video frame (assemble, decode, NV12 in a pooled buffer,
+// delivery) allocates nothing in the steady state.
+func TestVideoFrameAllocs(t *testing.T) {
+	if media.DebugChecks {
+		t.Skip("the checking build's buffer quarantine is not the steady state")
+	}
+	delivered := 0
+	s, err := NewVideoSocket(VideoSocketSettings{Direction: Recvonly, OnVideoReceived: func(e VideoReceivedEvent) {
+		delivered++
+		e.Buffer.Release()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.log = slog.New(slog.DiscardHandler)
+	r, err := newVideoReceiver(s, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.dec.Close()
+	frames := videoPackets(t, 60, 320, 180)
+	n := 0
+	step := func() {
+		for _, b := range frames[n] { // 30 + 26 steps: the stream does not run out
+			r.packet(b)
+		}
+		for {
+			e, ok := s.events.next()
+			if !ok {
+				break
+			}
+			s.deliver(e)
+		}
+		n++
+	}
+	for i := 0; i < 30; i++ {
+		step()
+	}
+	if a := testing.AllocsPerRun(25, step); a != 0 {
+		t.Errorf("%.2f allocations per received video frame, want 0", a)
+	}
+	if delivered < 50 || s.pool.Stats().Outstanding != 0 {
+		t.Errorf("%d frames delivered, %d buffers outstanding", delivered, s.pool.Stats().Outstanding)
 	}
 }
