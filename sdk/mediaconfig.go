@@ -33,6 +33,37 @@ type MediaConfiguration struct {
 	answered bool
 	closed   bool
 	once     sync.Once
+
+	failMu   sync.Mutex
+	failed   error       // set once the media connection failed
+	onFailFn func(error) // the handler's hook, called once with failed
+}
+
+// onFailure registers the calling handler's hook, called once (from a pion goroutine; it must
+// not block) if the call's media connection fails after the answer.
+func (m *MediaConfiguration) onFailure(fn func(error)) {
+	m.failMu.Lock()
+	m.onFailFn = fn
+	failed := m.failed
+	m.failMu.Unlock()
+	if failed != nil && fn != nil {
+		fn(failed)
+	}
+}
+
+// fail records the media connection's failure and tells the handler, once.
+func (m *MediaConfiguration) fail(err error) {
+	m.failMu.Lock()
+	if m.failed != nil {
+		m.failMu.Unlock()
+		return
+	}
+	m.failed = err
+	fn := m.onFailFn
+	m.failMu.Unlock()
+	if fn != nil {
+		fn(err)
+	}
 }
 
 // sockets lists the configuration's sockets as the media session sees them.
@@ -171,6 +202,10 @@ func (m *MediaConfiguration) negotiate(offerSDP string) (string, error) {
 		up := st == webrtc.PeerConnectionStateConnected
 		for _, s := range m.sockets() {
 			s.connected(up)
+		}
+		if st == webrtc.PeerConnectionStateFailed {
+			m.log.Warn("media connection failed")
+			m.fail(fmt.Errorf("sdk: media connection of call %s failed", m.callID))
 		}
 	})
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {

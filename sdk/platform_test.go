@@ -248,3 +248,14 @@ func TestPublicAddressAndCertificate(t *testing.T) {
 		t.Errorf("answer lacks the certificate's fingerprint %s", fp.String())
 	}
 }
+
+func TestMediaFailureHook(t *testing.T) {
+	m := &MediaConfiguration{}
+	var got []error
+	m.fail(ErrBadOffer) // before the handler registers: reported at registration
+	m.onFailure(func(err error) { got = append(got, err) })
+	m.fail(ErrPlatformClosed)
+	if len(got) != 1 || got[0] != ErrBadOffer {
+		t.Errorf("hook calls %v, want one with the first failure", got)
+	}
+}
