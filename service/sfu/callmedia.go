@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -40,11 +41,18 @@ func (m *CallMedia) leg(call calls.CallRef) (*Participant, error) {
 
 // Offer adds the bot leg and returns its complete SDP offer.
 func (m *CallMedia) Offer(ctx context.Context, call calls.CallRef) (string, error) {
-	conf, err := m.sfu.Conference(call.ConferenceID)
-	if err != nil {
-		return "", fmt.Errorf("media offer for call %q: %w", call.ID, err)
+	var p *Participant
+	var err error
+	for range 2 { // a conference that just emptied closes; the second try gets a new one
+		var conf *Conference
+		if conf, err = m.sfu.Conference(call.ConferenceID); err != nil {
+			return "", fmt.Errorf("media offer for call %q: %w", call.ID, err)
+		}
+		p, err = conf.AddBot(call.ParticipantID, BotOptions{DisplayName: call.AppID, Identity: call.AppID, Layout: m.layout.Layout})
+		if !errors.Is(err, ErrClosed) {
+			break
+		}
 	}
-	p, err := conf.AddBot(call.ParticipantID, BotOptions{DisplayName: call.AppID, Identity: call.AppID, Layout: m.layout.Layout})
 	if err != nil {
 		return "", fmt.Errorf("media offer for call %q: %w", call.ID, err)
 	}

@@ -416,6 +416,7 @@ func (c *Conference) removeLocked(p *Participant) {
 	c.sfu.metrics.participants.Dec()
 	c.rewireLocked()
 	c.emitRosterLocked()
+	c.closeIfEmptyLocked()
 }
 
 // SetMuted stops (or resumes) forwarding one of a participant's streams and tells the roster.
@@ -445,6 +446,7 @@ func (c *Conference) Close() {
 		return
 	}
 	c.closed = true
+	c.sfu.forget(c) // from now on SFU.Conference(id) makes a new one
 	parts := c.parts
 	c.parts = nil
 	c.pubs = make(map[uint32]*published)
@@ -455,5 +457,22 @@ func (c *Conference) Close() {
 	}
 	close(c.done)
 	c.wg.Wait()
-	c.sfu.forget(c)
+}
+
+// closeIfEmptyLocked closes the conference, on a goroutine of the SFU, once its last
+// participant has left.
+func (c *Conference) closeIfEmptyLocked() {
+	if len(c.parts) > 0 || c.closed {
+		return
+	}
+	c.sfu.wg.Add(1)
+	go func() {
+		defer c.sfu.wg.Done()
+		c.mu.Lock()
+		empty := len(c.parts) == 0
+		c.mu.Unlock()
+		if empty {
+			c.Close()
+		}
+	}()
 }

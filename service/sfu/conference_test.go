@@ -151,3 +151,41 @@ func TestConferenceLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestConferenceClosesWhenEmpty: the last one out closes the conference; the id then names a
+// new one; a joined participant's OnClosed hears why it was removed.
+func TestConferenceClosesWhenEmpty(t *testing.T) {
+	s := newTestSFU(t, Config{})
+	c, _ := s.Conference("x")
+	closed := make(chan error, 1)
+	if _, err := c.Join("a", ParticipantOptions{OnOffer: func(string, []TrackInfo) {}, OnClosed: func(err error) { closed <- err }}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Join("a", ParticipantOptions{OnOffer: func(string, []TrackInfo) {}}); !errors.Is(err, ErrParticipantExists) {
+		t.Fatalf("second join with the same id: %v", err)
+	}
+	if _, err := c.Join("b", ParticipantOptions{}); err == nil {
+		t.Fatal("join without OnOffer succeeded")
+	}
+	if err := c.Remove("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("OnClosed after Remove: %v", err)
+	}
+	eventually(t, "conference gone", func() bool { _, err := s.Lookup("x"); return errors.Is(err, ErrConferenceNotFound) })
+	if _, err := c.Join("c", ParticipantOptions{OnOffer: func(string, []TrackInfo) {}}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("join on a closed conference: %v", err)
+	}
+	c2, _ := s.Conference("x")
+	if c2 == c {
+		t.Fatal("the closed conference came back")
+	}
+	if _, err := c2.Join("c", ParticipantOptions{OnOffer: func(string, []TrackInfo) {}, OnClosed: func(err error) { closed <- err }}); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	if err := <-closed; !errors.Is(err, ErrClosed) {
+		t.Fatalf("OnClosed after SFU.Close: %v", err)
+	}
+}

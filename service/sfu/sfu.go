@@ -89,6 +89,7 @@ type SFU struct {
 	closed   bool
 	watchers map[int]func(string, Event)
 	nextW    int
+	wg       sync.WaitGroup // conferences closing because they emptied
 }
 
 // WatchAll calls fn with every later event of every conference (existing and future), on each
@@ -207,7 +208,9 @@ func (s *SFU) UDPAddr() net.Addr {
 	return s.conn.LocalAddr()
 }
 
-// Conference returns the conference with this id, creating it if needed.
+// Conference returns the conference with this id, creating it if needed. A conference closes
+// by itself when its last participant leaves; the next call makes a new one (a Join on the old
+// one fails with ErrClosed: get the conference again).
 func (s *SFU) Conference(id string) (*Conference, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -268,6 +271,7 @@ func (s *SFU) Close() error {
 	for _, c := range confs {
 		c.Close()
 	}
+	s.wg.Wait()
 	s.closeSocket()
 	return nil
 }

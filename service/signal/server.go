@@ -334,15 +334,41 @@ func (s *Server) join(ctx context.Context, ss *session, ref, display string, res
 	if err != nil {
 		return fail(CodeFailed, ref, err)
 	}
-	conf, err := s.sfu.Conference(confID)
+	var conf *sfu.Conference
+	var part *sfu.Participant
+	var unwatch func()
+	for range 2 { // a conference that just emptied closes; the second try gets a new one
+		if conf, err = s.sfu.Conference(confID); err != nil {
+			return fail(CodeFailed, ref, err)
+		}
+		ss.mu.Lock()
+		ss.conf = conf
+		ss.mu.Unlock()
+		unwatch = conf.Watch(ss.onEvent)
+		part, err = s.joinConference(ss, conf, display)
+		if err == nil || !errors.Is(err, sfu.ErrClosed) {
+			break
+		}
+		unwatch()
+	}
 	if err != nil {
+		unwatch()
 		return fail(CodeFailed, ref, err)
 	}
 	ss.mu.Lock()
-	ss.conf = conf
+	ss.part, ss.unwatch = part, unwatch
 	ss.mu.Unlock()
-	unwatch := conf.Watch(ss.onEvent)
-	part, err := conf.Join(ss.id, sfu.ParticipantOptions{
+	ss.send(Joined{Type: TypeJoined, ParticipantID: ss.id, ConferenceID: confID, Token: ss.token,
+		ResumeWithin: int(s.opts.Grace / time.Millisecond),
+		Sources: Sources{Audio: part.SourceID(sfu.StreamAudio), Video: part.SourceID(sfu.StreamVideo),
+			ScreenShare: part.SourceID(sfu.StreamScreen)}})
+	ss.send(rosterMessage(conf.Roster()))
+	ss.log.Info("joined", "conference", confID)
+	return nil
+}
+
+func (s *Server) joinConference(ss *session, conf *sfu.Conference, display string) (*sfu.Participant, error) {
+	return conf.Join(ss.id, sfu.ParticipantOptions{
 		DisplayName: display,
 		OnOffer: func(sdp string, tracks []sfu.TrackInfo) {
 			m := Offer{Type: TypeOffer, SDP: sdp, Tracks: make([]Track, 0, len(tracks))}
@@ -361,20 +387,6 @@ func (s *Server) join(ctx context.Context, ss *session, ref, display string, res
 			}
 		},
 	})
-	if err != nil {
-		unwatch()
-		return fail(CodeFailed, ref, err)
-	}
-	ss.mu.Lock()
-	ss.part, ss.unwatch = part, unwatch
-	ss.mu.Unlock()
-	ss.send(Joined{Type: TypeJoined, ParticipantID: ss.id, ConferenceID: confID, Token: ss.token,
-		ResumeWithin: int(s.opts.Grace / time.Millisecond),
-		Sources: Sources{Audio: part.SourceID(sfu.StreamAudio), Video: part.SourceID(sfu.StreamVideo),
-			ScreenShare: part.SourceID(sfu.StreamScreen)}})
-	ss.send(rosterMessage(conf.Roster()))
-	ss.log.Info("joined", "conference", confID)
-	return nil
 }
 
 func (ss *session) onEvent(e sfu.Event) {
