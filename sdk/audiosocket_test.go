@@ -213,6 +213,7 @@ func TestAudioReceive(t *testing.T) {
 		}
 	})
 	after = log.count()
+	tc.config.dominantSpeakerChanged(4242)
 	time.Sleep(300 * time.Millisecond) // let the jitter buffer play out
 	tc.close()
 	if st := sock.pool.Stats(); st.Outstanding != 0 {
@@ -244,6 +245,9 @@ func TestAudioReceive(t *testing.T) {
 	}
 	if log.unmixed < frames*8/10 {
 		t.Errorf("%d unmixed buffers", log.unmixed)
+	}
+	if len(log.dominant) != 1 || log.dominant[0] != 4242 {
+		t.Errorf("dominant speaker events %v, want [4242]", log.dominant)
 	}
 	want := make([]int16, 0, 50*media.FrameSamples)
 	frame := make([]int16, media.FrameSamples)
