@@ -1,0 +1,584 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-rtc/switchboard/internal/opus"
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
+)
+
+// Call states.
+const (
+	statePlacing int32 = iota
+	stateEstablished
+	stateFailed  // never established
+	stateDropped // established, then lost
+	stateEnded   // hung up by the load generator
+)
+
+// wsMsg is every signalling message the participant reads or writes (docs/signalling.md); only
+// the fields a message type uses are set.
+type wsMsg struct {
+	Type         string          `json:"type"`
+	Bot          string          `json:"bot,omitempty"`
+	DisplayName  string          `json:"displayName,omitempty"`
+	SDP          string          `json:"sdp,omitempty"`
+	Target       string          `json:"target,omitempty"`
+	Candidate    *candidateInit  `json:"candidate,omitempty"`
+	Code         string          `json:"code,omitempty"`
+	Message      string          `json:"message,omitempty"`
+	Reason       string          `json:"reason,omitempty"`
+	Participants []rosterEntry   `json:"participants,omitempty"`
+	Sources      json.RawMessage `json:"sources,omitempty"`
+}
+
+type candidateInit struct {
+	Candidate     string  `json:"candidate"`
+	SDPMid        *string `json:"sdpMid,omitempty"`
+	SDPMLineIndex *uint16 `json:"sdpMLineIndex,omitempty"`
+}
+
+type rosterEntry struct {
+	ID    string `json:"id"`
+	IsBot bool   `json:"isBot"`
+}
+
+// call is one participant: a WebSocket to the service's /ws, a publisher peer connection that
+// sends the signal and a subscriber one that receives the bot's audio.
+type call struct {
+	id  int
+	g   *Generator
+	log func(string, ...any)
+
+	ws       *websocket.Conn
+	pub, sub *webrtc.PeerConnection
+	audio    *webrtc.TrackLocalStaticRTP
+	relays   [2]*rtctest.Relay // publisher, subscriber; with impairment only
+
+	// Owned by the sender goroutine.
+	pkt     rtp.Packet
+	level   [1]byte
+	levelID uint8
+	frame   int
+	sent    atomic.Uint64
+
+	// Marker burst send times (unix ns), a ring written by the sender, read by the receiver.
+	bursts [4]atomic.Int64
+	burstN atomic.Uint32
+
+	// Receive side, owned by the bot-audio reader goroutine except the atomics.
+	recv       atomic.Uint64
+	expected   atomic.Int64
+	lastRx     atomic.Int64 // unix ns
+	seqStarted bool
+	maxSeq     uint32 // extended
+	firstSeq   uint32
+	det        *Detector
+
+	state  atomic.Int32
+	mu     sync.Mutex
+	reason string
+	botIn  bool // a bot is in the roster
+	pubUp  bool // publisher connected
+	estAt  time.Time
+
+	estCh   chan struct{}
+	estOnce sync.Once
+	ended   chan struct{} // closed when the call ends for any reason
+	endOnce sync.Once
+	hangOnce sync.Once
+	wg      sync.WaitGroup
+}
+
+// fail ends the call with reason: failed when it never got established, dropped otherwise
+// (unless the load generator already hung it up).
+func (c *call) fail(reason string) {
+	c.mu.Lock()
+	if c.reason == "" {
+		c.reason = reason
+	}
+	c.mu.Unlock()
+	for {
+		s := c.state.Load()
+		next := stateFailed
+		switch s {
+		case stateEstablished:
+			next = stateDropped
+		case statePlacing:
+		default:
+			return
+		}
+		if c.state.CompareAndSwap(s, next) {
+			break
+		}
+	}
+	c.endOnce.Do(func() { close(c.ended) })
+}
+
+func (c *call) failReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+// checkEstablished marks the call established when its condition holds: for sendrecv, audio
+// from the bot arrived; for sendonly, the publisher is connected and the bot is in the roster.
+func (c *call) checkEstablished() {
+	c.mu.Lock()
+	ok := c.pubUp && c.botIn && (c.g.cfg.Mode == Recvonly || c.recv.Load() > 0)
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	c.estOnce.Do(func() {
+		if c.state.CompareAndSwap(statePlacing, stateEstablished) {
+			c.mu.Lock()
+			c.estAt = time.Now()
+			c.mu.Unlock()
+		}
+		close(c.estCh)
+	})
+}
+
+// place runs the signalling until the call is established, fails or ctx ends. The call's
+// goroutines keep running until hangUp.
+func (c *call) place(ctx context.Context) error {
+	cfg := c.g.cfg
+	dctx, cancel := context.WithTimeout(ctx, cfg.EstablishTimeout)
+	defer cancel()
+	ws, _, err := websocket.Dial(dctx, c.g.wsURL, nil)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", c.g.wsURL, err)
+	}
+	ws.SetReadLimit(1 << 20)
+	c.ws = ws
+	if c.pub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return fmt.Errorf("publisher peer connection: %w", err)
+	}
+	if c.sub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return fmt.Errorf("subscriber peer connection: %w", err)
+	}
+	c.audio, err = webrtc.NewTrackLocalStaticRTP(rtc.OpusCodec().RTPCodecCapability, "audio", fmt.Sprintf("load-%d", c.id))
+	if err != nil {
+		return fmt.Errorf("audio track: %w", err)
+	}
+	tr, err := c.pub.AddTransceiverFromTrack(c.audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return fmt.Errorf("add audio track: %w", err)
+	}
+	c.wg.Add(1)
+	go c.drainRTCP(tr.Sender())
+	c.pub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		switch s {
+		case webrtc.PeerConnectionStateConnected:
+			c.mu.Lock()
+			c.pubUp = true
+			c.mu.Unlock()
+			c.g.startSending(c)
+			c.checkEstablished()
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			c.fail("publisher connection " + s.String())
+		}
+	})
+	c.sub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
+			c.fail("subscriber connection " + s.String())
+		}
+	})
+	c.sub.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		select {
+		case <-c.ended:
+			return
+		default:
+		}
+		c.wg.Add(1)
+		if t.Kind() == webrtc.RTPCodecTypeAudio {
+			go c.readAudio(t)
+			return
+		}
+		go c.discard(t)
+	})
+	if err := c.write(dctx, wsMsg{Type: "callBot", Bot: cfg.Bot, DisplayName: fmt.Sprintf("load %d", c.id)}); err != nil {
+		return err
+	}
+	c.wg.Add(1)
+	go c.signalling(ctx)
+	select {
+	case <-c.estCh:
+		return nil
+	case <-c.ended:
+		return errors.New(c.failReason())
+	case <-dctx.Done():
+		c.mu.Lock()
+		stage := "the bot's audio"
+		switch {
+		case !c.botIn:
+			stage = "the bot to join"
+		case !c.pubUp:
+			stage = "the publisher connection"
+		}
+		c.mu.Unlock()
+		return fmt.Errorf("timed out waiting for %s", stage)
+	}
+}
+
+// write sends one signalling message.
+func (c *call) write(ctx context.Context, m wsMsg) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode %s message: %w", m.Type, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.ws.Write(wctx, websocket.MessageText, data); err != nil {
+		return fmt.Errorf("send %s: %w", m.Type, err)
+	}
+	return nil
+}
+
+// signalling reads the service's messages until the WebSocket closes.
+func (c *call) signalling(ctx context.Context) {
+	defer c.wg.Done()
+	for {
+		_, data, err := c.ws.Read(ctx)
+		if err != nil {
+			c.fail("signalling closed: " + shortErr(err))
+			return
+		}
+		var m wsMsg
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.fail("bad signalling message: " + err.Error())
+			return
+		}
+		if err := c.handle(ctx, m); err != nil {
+			c.fail(err.Error())
+			return
+		}
+	}
+}
+
+func shortErr(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 && len(s)-i < 60 {
+		return s[i+2:]
+	}
+	return s
+}
+
+func (c *call) handle(ctx context.Context, m wsMsg) error {
+	switch m.Type {
+	case "joined":
+		return c.publish(ctx)
+	case "answer":
+		sdp := c.toRelay(m.SDP, 0)
+		if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+			return fmt.Errorf("publisher answer: %w", err)
+		}
+	case "offer":
+		return c.answer(ctx, m.SDP)
+	case "candidate":
+		if m.Candidate == nil || m.Candidate.Candidate == "" {
+			return nil
+		}
+		pc, which := c.pub, 0
+		if m.Target == "subscriber" {
+			pc, which = c.sub, 1
+		}
+		init := webrtc.ICECandidateInit{Candidate: c.candidateToRelay(m.Candidate.Candidate, which),
+			SDPMid: m.Candidate.SDPMid, SDPMLineIndex: m.Candidate.SDPMLineIndex}
+		if err := pc.AddICECandidate(init); err != nil {
+			return fmt.Errorf("%s candidate: %w", m.Target, err)
+		}
+	case "roster":
+		bot := false
+		for _, p := range m.Participants {
+			bot = bot || p.IsBot
+		}
+		c.mu.Lock()
+		had := c.botIn
+		c.botIn = bot
+		c.mu.Unlock()
+		if had && !bot {
+			return errors.New("the bot left")
+		}
+		c.checkEstablished()
+	case "left":
+		return fmt.Errorf("left: %s", m.Reason)
+	case "error":
+		return fmt.Errorf("service error %s: %s", m.Code, m.Message)
+	}
+	return nil
+}
+
+// publish sends the publisher's offer, its candidates included (no trickle from this side).
+func (c *call) publish(ctx context.Context) error {
+	offer, err := c.pub.CreateOffer(nil)
+	if err != nil {
+		return fmt.Errorf("publisher offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(c.pub)
+	if err := c.pub.SetLocalDescription(offer); err != nil {
+		return fmt.Errorf("publisher offer: %w", err)
+	}
+	<-gathered
+	c.levelID = extensionID(c.pub.LocalDescription().SDP, sdp.AudioLevelURI)
+	return c.write(ctx, wsMsg{Type: "publish", SDP: c.ownSDP(c.pub.LocalDescription().SDP)})
+}
+
+// answer answers a subscriber offer.
+func (c *call) answer(ctx context.Context, offer string) error {
+	if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.toRelay(offer, 1)}); err != nil {
+		return fmt.Errorf("subscriber offer: %w", err)
+	}
+	ans, err := c.sub.CreateAnswer(nil)
+	if err != nil {
+		return fmt.Errorf("subscriber answer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(c.sub)
+	if err := c.sub.SetLocalDescription(ans); err != nil {
+		return fmt.Errorf("subscriber answer: %w", err)
+	}
+	<-gathered
+	return c.write(ctx, wsMsg{Type: "answer", SDP: c.ownSDP(c.sub.LocalDescription().SDP)})
+}
+
+// ownSDP is what the service gets of a local description: with relays, the candidates are
+// left out, so that the service learns the participant's address only from the relay (a
+// peer-reflexive candidate) and every packet crosses it.
+func (c *call) ownSDP(s string) string {
+	if !c.g.impaired() {
+		return s
+	}
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(s, "\n") {
+		if strings.HasPrefix(line, "a=candidate:") || strings.HasPrefix(line, "a=end-of-candidates") {
+			continue
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+// toRelay points the service's candidates in a description at relay which (0 publisher, 1
+// subscriber).
+func (c *call) toRelay(s string, which int) string {
+	if !c.g.impaired() {
+		return s
+	}
+	lines := strings.SplitAfter(s, "\n")
+	for i, line := range lines {
+		if strings.HasPrefix(line, "a=candidate:") {
+			end := strings.TrimRight(line[2:], "\r\n")
+			lines[i] = "a=" + c.candidateToRelay(end, which) + line[len(strings.TrimRight(line, "\r\n")):]
+		}
+	}
+	return strings.Join(lines, "")
+}
+
+// candidateToRelay rewrites one UDP candidate ("candidate:f 1 udp prio ip port typ ...") to the
+// connection's relay, made on first use to forward to the address the candidate names (the
+// service has one media port, so one relay per connection is enough). Other candidates are
+// left as they are.
+func (c *call) candidateToRelay(cand string, which int) string {
+	if !c.g.impaired() {
+		return cand
+	}
+	f := strings.Fields(cand)
+	if len(f) < 8 || !strings.EqualFold(f[2], "udp") {
+		return cand
+	}
+	addr, err := net.ResolveUDPAddr("udp4", net.JoinHostPort(f[4], f[5]))
+	if err != nil {
+		return cand
+	}
+	r := c.relays[which]
+	if r == nil {
+		if r, err = rtctest.NewRelay(addr); err != nil {
+			return cand
+		}
+		r.Impair(c.g.cfg.Loss, c.g.cfg.Jitter)
+		c.relays[which] = r
+	}
+	ra := r.Addr()
+	f[4], f[5] = ra.IP.String(), fmt.Sprint(ra.Port)
+	return strings.Join(f, " ")
+}
+
+// extensionID finds the id the description gives a header extension (0: none).
+func extensionID(desc, uri string) uint8 {
+	for _, line := range strings.Split(desc, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "a=extmap:") || !strings.Contains(line, uri) {
+			continue
+		}
+		var id int
+		if _, err := fmt.Sscanf(line[len("a=extmap:"):], "%d", &id); err == nil && id > 0 && id < 15 {
+			return uint8(id)
+		}
+	}
+	return 0
+}
+
+func (c *call) drainRTCP(s *webrtc.RTPSender) {
+	defer c.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := s.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+func (c *call) discard(t *webrtc.TrackRemote) {
+	defer c.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := t.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// readAudio reads the bot's audio: it counts packets and sequence gaps, and, on the sampled
+// calls, decodes it to find the markers.
+func (c *call) readAudio(t *webrtc.TrackRemote) {
+	defer c.wg.Done()
+	buf := make([]byte, 1500)
+	var h rtp.Header
+	for {
+		n, _, err := t.Read(buf)
+		if err != nil {
+			return
+		}
+		if n < 12 {
+			continue
+		}
+		now := time.Now()
+		c.observeSeq(binary.BigEndian.Uint16(buf[2:4]))
+		if last := c.lastRx.Swap(now.UnixNano()); last != 0 {
+			c.g.rxGaps.observe(time.Duration(now.UnixNano() - last))
+		}
+		if c.recv.Add(1) == 1 {
+			c.checkEstablished()
+		}
+		if c.det == nil {
+			continue
+		}
+		off, err := h.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		end := n
+		if h.Padding && end > off {
+			end -= int(buf[n-1])
+		}
+		if end <= off {
+			continue
+		}
+		if onset, ok := c.det.Frame(buf[off:end], now); ok {
+			if sent := c.burstBefore(onset); sent > 0 {
+				c.g.addLatency(time.Duration(onset.UnixNano() - sent))
+			}
+		}
+	}
+}
+
+// observeSeq tracks the extended highest sequence number: expected packets minus received
+// ones are the packets lost on the way back (RFC 3550).
+func (c *call) observeSeq(seq uint16) {
+	if !c.seqStarted {
+		c.seqStarted = true
+		c.firstSeq, c.maxSeq = uint32(seq), uint32(seq)
+		c.expected.Store(1)
+		return
+	}
+	if d := seq - uint16(c.maxSeq); d != 0 && d < 0x8000 {
+		c.maxSeq += uint32(d)
+		c.expected.Store(int64(c.maxSeq-c.firstSeq) + 1)
+	}
+}
+
+// noteBurst records that a marker burst was sent now.
+func (c *call) noteBurst(now int64) {
+	n := c.burstN.Add(1)
+	c.bursts[n%uint32(len(c.bursts))].Store(now)
+}
+
+// burstBefore is the latest marker burst sent before t (unix ns), 0 if none.
+func (c *call) burstBefore(t time.Time) int64 {
+	var best int64
+	tn := t.UnixNano()
+	for i := range c.bursts {
+		if b := c.bursts[i].Load(); b != 0 && b < tn && b > best {
+			best = b
+		}
+	}
+	return best
+}
+
+// sendFrame writes the next packet of the signal (the sender goroutine calls it every 20 ms).
+func (c *call) sendFrame(sig *Signal, now int64) {
+	p := &sig.Packets[c.frame%len(sig.Packets)]
+	c.frame++
+	c.pkt.Marker = c.frame == 1
+	c.pkt.Payload = p.Payload
+	if c.levelID != 0 {
+		c.level[0] = 0x80 | p.Level
+		_ = c.pkt.Header.SetExtension(c.levelID, c.level[:])
+	}
+	if p.Marker {
+		c.noteBurst(now)
+	}
+	if err := c.audio.WriteRTP(&c.pkt); err == nil {
+		c.sent.Add(1)
+	}
+	c.pkt.SequenceNumber++
+	c.pkt.Timestamp += opus.RTPFrameTicks
+}
+
+// hangUp leaves the call and stops its goroutines. It is idempotent.
+func (c *call) hangUp() {
+	c.hangOnce.Do(c.doHangUp)
+}
+
+func (c *call) doHangUp() {
+	if c.state.CompareAndSwap(stateEstablished, stateEnded) || c.state.CompareAndSwap(statePlacing, stateEnded) {
+		c.endOnce.Do(func() { close(c.ended) })
+	}
+	if c.ws != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = c.write(ctx, wsMsg{Type: "leave"})
+		cancel()
+		_ = c.ws.CloseNow()
+	}
+	if c.pub != nil {
+		_ = c.pub.Close()
+	}
+	if c.sub != nil {
+		_ = c.sub.Close()
+	}
+	c.wg.Wait()
+	for _, r := range c.relays {
+		if r != nil {
+			r.Close()
+		}
+	}
+	if c.det != nil {
+		c.det.Close()
+	}
+}
