@@ -1,6 +1,9 @@
 package service
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +15,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/switchboard-rtc/switchboard/internal/protocol"
+	"github.com/switchboard-rtc/switchboard/service/calls"
 	"github.com/switchboard-rtc/switchboard/service/config"
 	"github.com/switchboard-rtc/switchboard/service/sfu"
 	"github.com/switchboard-rtc/switchboard/service/signal"
@@ -36,8 +41,8 @@ type Conferencing struct {
 	Grace time.Duration
 }
 
-// media is the conferencing half of a Server; nil parts when Options.Conferencing is nil.
-type media struct {
+// conferencing is the conferencing half of a Server; nil parts when Options.Conferencing is nil.
+type conferencing struct {
 	sfu      *sfu.SFU
 	signal   *signal.Server
 	unreport func()
@@ -62,8 +67,8 @@ func Loopback(cfg config.Config) bool {
 
 // startMedia opens the SFU's UDP socket and builds the signalling server. The call layer is not
 // built yet: media.attach finishes the wiring.
-func (s *Server) startMedia(c Conferencing) (*media, error) {
-	m := &media{loopback: Loopback(s.cfg), public: c.PublicIPs}
+func (s *Server) startMedia(c Conferencing) (*conferencing, error) {
+	m := &conferencing{loopback: Loopback(s.cfg), public: c.PublicIPs}
 	if len(m.public) == 0 && !m.loopback {
 		m.public = publicIPs(s.cfg.PublicURL, s.log)
 	}
@@ -95,10 +100,10 @@ func (s *Server) startMedia(c Conferencing) (*media, error) {
 
 // attach wires the SFU to the call layer (streams and dominant speakers) and mounts the
 // browser's routes.
-func (m *media) attach(s *Server, grace time.Duration) {
+func (m *conferencing) attach(s *Server, grace time.Duration) {
 	m.unreport = m.sfu.ReportTo(s.manager)
 	m.signal = signal.NewServer(m.sfu, signal.Options{
-		Directory: signal.CallsDirectory{Calls: s.manager},
+		Directory: roomDirectory{signal.CallsDirectory{Calls: s.manager}},
 		Grace:     grace,
 		Logger:    s.log.With("component", "signal"),
 	})
@@ -106,8 +111,36 @@ func (m *media) attach(s *Server, grace time.Duration) {
 	s.mux.Handle("/", web.Handler())
 }
 
+// roomDirectory is the call layer's directory for browsers, with room conferences named by ids
+// the bot protocol accepts (a conference id reaches bots in their incoming calls).
+type roomDirectory struct {
+	signal.CallsDirectory
+}
+
+// Room implements signal.Directory: the conference of room is "room-<name>", or, for a name
+// that is not a protocol id, "room~<hash of the name>".
+func (d roomDirectory) Room(_ context.Context, room string, c signal.Caller) (string, error) {
+	id := RoomConferenceID(room)
+	if _, err := d.Calls.CreateConference(id, room); err != nil && !errors.Is(err, calls.ErrConferenceExists) {
+		return "", fmt.Errorf("room %q: %w", room, err)
+	}
+	if err := d.Calls.AddParticipant(id, calls.Participant{ID: c.ParticipantID, DisplayName: c.DisplayName, Identity: c.ParticipantID}); err != nil {
+		return "", fmt.Errorf("room %q: %w", room, err)
+	}
+	return id, nil
+}
+
+// RoomConferenceID is the id of a room's conference.
+func RoomConferenceID(room string) string {
+	if id := "room-" + room; protocol.ValidID(id) {
+		return id
+	}
+	sum := sha256.Sum256([]byte(room))
+	return "room~" + hex.EncodeToString(sum[:16])
+}
+
 // close ends the browsers' sessions (they are told), then the SFU.
-func (m *media) close() {
+func (m *conferencing) close() {
 	if m == nil {
 		return
 	}

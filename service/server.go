@@ -71,7 +71,7 @@ type Server struct {
 	dispatcher *webhook.Dispatcher
 	manager    *calls.Manager
 	metrics    *prometheus.Registry
-	media      *media // nil without conferencing
+	media      *conferencing // nil without conferencing
 
 	watchStop chan struct{}
 	watchWG   sync.WaitGroup

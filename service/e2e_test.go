@@ -1,0 +1,476 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-rtc/switchboard/examples/echo/echo"
+	"github.com/switchboard-rtc/switchboard/internal/protocol"
+	"github.com/switchboard-rtc/switchboard/media"
+	"github.com/switchboard-rtc/switchboard/sdk"
+	"github.com/switchboard-rtc/switchboard/service/config"
+	"github.com/switchboard-rtc/switchboard/service/internal/testpeer"
+)
+
+// confServer is a whole calling service (SFU, signalling, page) on loopback with one bot whose
+// webhook listener is already bound.
+type confServer struct {
+	*Server
+	ws string // the signalling URL
+}
+
+// newConfServer binds a listener for the bot appID, builds and starts the service with the
+// SFU, and returns both; serve the bot on ln.
+func newConfServer(t *testing.T, appID string, conf Conferencing) (*confServer, net.Listener) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.AnswerTimeout = config.Duration(20 * time.Second)
+	cfg.MediaTimeout = config.Duration(20 * time.Second)
+	cfg.Bots = []config.Bot{{AppID: appID, Secret: botSecret, WebhookURL: "http://" + ln.Addr().String() + "/api/calling", DisplayName: "Bot " + appID}}
+	s, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler), Conferencing: &conf})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), liveness)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	})
+	return &confServer{Server: s, ws: "ws" + strings.TrimPrefix(s.URL(), "http") + "/ws"}, ln
+}
+
+// serveBot serves h on ln until the test ends (then closes closer after the server stopped).
+func serveBot(t *testing.T, ln net.Listener, h http.Handler, closer func() error) {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle("/api/calling/", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), liveness)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+		if err := closer(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(liveness)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func dialPeer(t *testing.T, s *confServer, cfg testpeer.Config) *testpeer.Peer {
+	t.Helper()
+	cfg.URL = s.ws
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	p, err := testpeer.Dial(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Close()
+		if errs := p.Errors(); len(errs) > 0 {
+			t.Errorf("%s: %v", cfg.Name, errs)
+		}
+	})
+	return p
+}
+
+// steady is a constant-loudness voice: a tone of pitch at amplitude amp.
+func steady(pitch, amp float64) func(int, []int16) {
+	return func(n int, pcm []int16) {
+		for k := range pcm {
+			t := float64(n*len(pcm)+k) / 16000
+			pcm[k] = int16(amp * (0.7*math.Sin(2*math.Pi*220*pitch*t) + 0.3*math.Sin(2*math.Pi*660*pitch*t)))
+		}
+	}
+}
+
+// rms of the last d of audio.
+func rms(pcm []int16, d time.Duration) float64 {
+	n := int(d.Seconds() * 16000)
+	if len(pcm) < n {
+		return 0
+	}
+	var sum float64
+	for _, v := range pcm[len(pcm)-n:] {
+		sum += float64(v) * float64(v)
+	}
+	return math.Sqrt(sum / float64(n))
+}
+
+// recordingBot is an SDK bot in this process (its own HTTP listener and media port) that records
+// what a conference call brings it.
+type recordingBot struct {
+	h        *sdk.Handler
+	platform *sdk.MediaPlatform
+
+	mu          sync.Mutex
+	call        *sdk.Call
+	video       *sdk.VideoSocket
+	established bool
+	frames      []audioFrame // the last received audio frames
+	dominant    []uint32
+	roster      []sdk.Participant
+	videoFrames int
+	videoFormat media.VideoFormat
+	videoOrig   media.VideoFormat
+	videoSource uint32
+}
+
+type audioFrame struct {
+	speakers []uint32
+	silence  bool
+}
+
+func newRecordingBot(t *testing.T, appID, serviceURL, webhook string) *recordingBot {
+	t.Helper()
+	b := &recordingBot{}
+	var err error
+	b.platform, err = sdk.NewMediaPlatform(sdk.MediaPlatformSettings{ServiceFQDN: "bot.local", AppID: appID, InternalIP: "127.0.0.1",
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.h, err = sdk.NewHandler(sdk.HandlerConfig{AppID: appID, AppSecret: botSecret, ServiceURL: serviceURL, PublicURL: webhook,
+		Logger: slog.New(slog.DiscardHandler), NewCall: b.newCall})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (b *recordingBot) close() error { return errors.Join(b.h.Close(), b.platform.Close()) }
+
+func (b *recordingBot) newCall(c *sdk.Call) sdk.CallEvents {
+	return sdk.CallEvents{
+		OnIncomingCall: func(_ context.Context, in *sdk.IncomingCall) sdk.Workflow {
+			audio, err := sdk.NewAudioSocket(sdk.AudioSocketSettings{Direction: sdk.Recvonly, OnAudioReceived: func(e sdk.AudioReceivedEvent) {
+				f := audioFrame{speakers: slices.Clone(e.Buffer.ActiveSpeakers()), silence: e.Buffer.Silence}
+				e.Buffer.Release()
+				b.mu.Lock()
+				b.frames = append(b.frames, f)
+				if len(b.frames) > 500 {
+					b.frames = slices.Delete(b.frames, 0, 250)
+				}
+				b.mu.Unlock()
+			}})
+			if err != nil {
+				return sdk.Reject(err.Error())
+			}
+			video, err := sdk.NewVideoSocket(sdk.VideoSocketSettings{Direction: sdk.Recvonly, OnVideoReceived: func(e sdk.VideoReceivedEvent) {
+				b.mu.Lock()
+				b.videoFrames++
+				b.videoFormat, b.videoOrig, b.videoSource = e.Buffer.Format(), e.Buffer.OriginalFormat, e.Buffer.SourceID
+				b.mu.Unlock()
+				e.Buffer.Release()
+			}})
+			if err != nil {
+				return sdk.Reject(err.Error())
+			}
+			m, err := b.platform.CreateMediaConfiguration(audio, video)
+			if err != nil {
+				return sdk.Reject(err.Error())
+			}
+			b.mu.Lock()
+			b.call, b.video = c, video
+			b.mu.Unlock()
+			return sdk.Answer(m)
+		},
+		OnCallStateChanged: func(s sdk.CallState, _ string) {
+			b.mu.Lock()
+			b.established = s == sdk.StateEstablished
+			b.mu.Unlock()
+		},
+		OnRosterUpdated: func(ps []sdk.Participant) {
+			b.mu.Lock()
+			b.roster = ps
+			b.mu.Unlock()
+		},
+		OnDominantSpeakerChanged: func(src uint32) {
+			b.mu.Lock()
+			b.dominant = append(b.dominant, src)
+			b.mu.Unlock()
+		},
+	}
+}
+
+// heard counts, over the last n audio frames, the frames each source was an active speaker in.
+func (b *recordingBot) heard(n int) (map[uint32]int, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	got := map[uint32]int{}
+	frames := b.frames[max(0, len(b.frames)-n):]
+	for _, f := range frames {
+		for _, s := range f.speakers {
+			got[s]++
+		}
+	}
+	return got, len(frames)
+}
+
+func (b *recordingBot) lastDominant() uint32 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.dominant) == 0 {
+		return 0
+	}
+	return b.dominant[len(b.dominant)-1]
+}
+
+func (b *recordingBot) rosterIDs() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var ids []string
+	for _, p := range b.roster {
+		ids = append(ids, p.ID)
+	}
+	return ids
+}
+
+// TestConferenceEndToEnd runs the whole service in process (SFU, signalling, call control) with
+// three browser stand-ins that connect over /ws as the page does (real Opus; one also publishes
+// real VP8 in three simulcast layers) and one SDK bot invited into their room, with the bot's
+// audio limited to the 2 loudest speakers. Everyone hears the others; the bot hears the loudest
+// two with their source ids; dominant-speaker events follow whoever speaks, to the browsers and
+// to the bot; the bot subscribes to one participant's camera at 640×360 and gets that layer; a
+// participant who leaves disappears from every roster.
+func TestConferenceEndToEnd(t *testing.T) {
+	s, ln := newConfServer(t, "recorder", Conferencing{BotAudioSlots: 2})
+	bot := newRecordingBot(t, "recorder", s.URL(), "http://"+ln.Addr().String()+"/api/calling")
+	serveBot(t, ln, bot.h, bot.close)
+
+	ctx := t.Context()
+	a := dialPeer(t, s, testpeer.Config{Name: "Ann", Audio: steady(1.0, 12000), Video: true})
+	b := dialPeer(t, s, testpeer.Config{Name: "Bob", Audio: steady(1.26, 5000)})
+	c := dialPeer(t, s, testpeer.Config{Name: "Cid", Audio: steady(1.5, 1200)})
+	peers := []*testpeer.Peer{a, b, c}
+	var joined []testpeer.Joined
+	for _, p := range peers {
+		j, err := p.Join(ctx, "e2e")
+		if err != nil {
+			t.Fatal(err)
+		}
+		joined = append(joined, j)
+	}
+	ja, jb, jc := joined[0], joined[1], joined[2]
+	for _, p := range peers {
+		eventually(t, "three in every roster", func() bool { return len(p.Roster()) == 3 })
+	}
+
+	// Everyone hears the two others (decoded Opus, with energy), and not themselves.
+	for i, p := range peers {
+		for k, j := range joined {
+			if k == i {
+				continue
+			}
+			eventually(t, "every participant hears the others", func() bool {
+				pcm, n := p.Audio(j.Sources.Audio)
+				return n >= 50 && rms(pcm, 500*time.Millisecond) > 200
+			})
+		}
+		if _, n := p.Audio(joined[i].Sources.Audio); n != 0 {
+			t.Errorf("participant %d hears itself", i)
+		}
+	}
+
+	// The bot joins the room's conference.
+	info, err := s.Calls().InviteBot(ctx, ja.ConferenceID, "recorder", protocol.Identity{DisplayName: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "bot call established", func() bool { bot.mu.Lock(); defer bot.mu.Unlock(); return bot.established })
+	for _, p := range peers {
+		eventually(t, "the bot in every roster", func() bool { return len(p.Roster()) == 4 })
+	}
+	eventually(t, "the bot's roster", func() bool { return len(bot.rosterIDs()) == 4 })
+
+	// The bot hears the loudest two (Ann, Bob), not Cid.
+	eventually(t, "the bot hears Ann and Bob", func() bool {
+		got, n := bot.heard(50)
+		return n == 50 && got[ja.Sources.Audio] >= 40 && got[jb.Sources.Audio] >= 40
+	})
+	if got, _ := bot.heard(50); got[jc.Sources.Audio] > 0 {
+		t.Errorf("the bot hears Cid, the quietest, over 2 slots: %v", got)
+	}
+
+	// Dominant speaker follows whoever speaks: Bob alone, then Cid alone.
+	for _, speaker := range []int{1, 2} {
+		for i, p := range peers {
+			if i == speaker {
+				p.SetAudio(steady(1+0.25*float64(i), 8000))
+			} else {
+				p.SetAudio(nil)
+			}
+		}
+		want := joined[speaker]
+		for _, p := range peers {
+			eventually(t, "dominant speaker reaches the browsers", func() bool {
+				d := p.LastDominant()
+				return d.SourceID == want.Sources.Audio && d.ParticipantID == want.ParticipantID
+			})
+		}
+		eventually(t, "dominant speaker reaches the bot", func() bool { return bot.lastDominant() == want.Sources.Audio })
+		eventually(t, "the bot hears the one who speaks", func() bool {
+			got, n := bot.heard(25)
+			return n == 25 && got[want.Sources.Audio] >= 20
+		})
+	}
+
+	// The bot subscribes to Ann's camera at 640×360 (its source id from the bot's roster).
+	var annVideo uint32
+	bot.mu.Lock()
+	for _, p := range bot.roster {
+		for _, st := range p.Streams {
+			if p.ID == ja.ParticipantID && st.Kind == sdk.StreamVideo {
+				annVideo = st.SourceID
+			}
+		}
+	}
+	call, vsock := bot.call, bot.video
+	bot.mu.Unlock()
+	if annVideo == 0 || annVideo != ja.Sources.Video {
+		t.Fatalf("Ann's video source in the bot's roster = %d, joined says %d", annVideo, ja.Sources.Video)
+	}
+	op, err := call.Subscribe(ctx, vsock, annVideo, 640, 360)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, liveness)
+	defer cancel()
+	if err := op.Wait(wctx); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	eventually(t, "the bot gets Ann's 640×360 layer", func() bool {
+		bot.mu.Lock()
+		defer bot.mu.Unlock()
+		return bot.videoFrames >= 10 && bot.videoFormat.Width == 640 && bot.videoFormat.Height == 360 && bot.videoSource == annVideo
+	})
+	bot.mu.Lock()
+	orig := bot.videoOrig
+	bot.mu.Unlock()
+	// The browsers' roster carries the camera's full size (the highest layer's).
+	eventually(t, "Ann's camera size in Bob's roster", func() bool {
+		for _, p := range b.Roster() {
+			for _, st := range p.Streams {
+				if st.SourceID == annVideo && st.Width == 1280 && st.Height == 720 {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	t.Logf("bot video: 640×360 layer of a 1280×720 camera; OriginalFormat reported %dx%d", orig.Width, orig.Height)
+
+	// Cid leaves: gone from every roster, the bot's too.
+	if err := c.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*testpeer.Peer{a, b} {
+		eventually(t, "Cid gone from the browsers' rosters", func() bool {
+			ids := p.RosterIDs()
+			return len(ids) == 3 && !slices.Contains(ids, jc.ParticipantID)
+		})
+	}
+	eventually(t, "Cid gone from the bot's roster", func() bool {
+		ids := bot.rosterIDs()
+		return len(ids) == 3 && !slices.Contains(ids, jc.ParticipantID)
+	})
+	if err := s.Calls().EndCall(info.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*testpeer.Peer{a, b} {
+		eventually(t, "the bot gone from the rosters", func() bool { return len(p.Roster()) == 2 })
+	}
+}
+
+// TestEchoBotEndToEnd calls the echo bot (examples/echo) through the service as a browser
+// would — over /ws, with callBot "echo" — and gets its own voice back (correlation of at least
+// 0.8 after alignment, through two Opus encodings, the SFU twice and the bot's jitter buffer)
+// and its own camera back as video frames.
+func TestEchoBotEndToEnd(t *testing.T) {
+	s, ln := newConfServer(t, "echo", Conferencing{})
+	bot, err := echo.New(echo.Config{AppID: "echo", Secret: botSecret, ServiceURL: s.URL(),
+		PublicURL: "http://" + ln.Addr().String() + "/api/calling", MediaIP: "127.0.0.1", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveBot(t, ln, bot.Handler(), bot.Close)
+
+	voice := func(n int, pcm []int16) { testpeer.Tone(n, pcm, 1, 8000) }
+	p := dialPeer(t, s, testpeer.Config{Name: "Ann", Audio: voice, Video: true})
+	j, err := p.CallBot(t.Context(), "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var botAudio, botVideo uint32
+	eventually(t, "the echo bot in the roster with its streams", func() bool {
+		for _, e := range p.Roster() {
+			for _, st := range e.Streams {
+				if e.IsBot && st.Kind == "audio" {
+					botAudio = st.SourceID
+				}
+				if e.IsBot && st.Kind == "video" {
+					botVideo = st.SourceID
+				}
+			}
+		}
+		return botAudio != 0 && botVideo != 0
+	})
+	eventually(t, "3 s of echoed audio", func() bool { _, n := p.Audio(botAudio); return n >= 150 })
+	pcm, _ := p.Audio(botAudio)
+	want := make([]int16, 0, 16000)
+	frame := make([]int16, testpeer.FrameSamples)
+	for n := 100; n < 150; n++ { // one second of what Ann said
+		voice(n, frame)
+		want = append(want, frame...)
+	}
+	corr, lag := testpeer.Correlation(want, pcm)
+	t.Logf("echo: %d samples back, correlation %.3f at offset %d", len(pcm), corr, lag)
+	if corr < 0.8 {
+		t.Errorf("echoed audio correlates %.3f with what was sent, want ≥ 0.8", corr)
+	}
+	eventually(t, "echoed video frames", func() bool { return p.Video(botVideo).Frames >= 10 })
+	v := p.Video(botVideo)
+	t.Logf("echo: %d video frames back, %dx%d", v.Frames, v.Width, v.Height)
+	if v.Width != echo.Width && v.Width != echo.Width/2 {
+		t.Errorf("echoed video is %dx%d", v.Width, v.Height)
+	}
+	_ = j
+	if err := p.Leave(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
