@@ -2,6 +2,7 @@ package signal
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,8 @@ type client struct {
 	got        map[byte]int // first payload byte of received audio → packets
 	descSent   map[string]bool
 	lastTracks []any
+	stamp      bool    // send the send time in audio payloads, record delays
+	delays     []int64 // send-to-receive delays (ns) of stamped packets
 	candWait   map[string][]Candidate
 	wg         sync.WaitGroup
 }
@@ -209,9 +212,8 @@ func (c *client) media(m map[string]any) {
 	}
 }
 
-// startMedia makes the pion connections and publishes an audio track sending payloads tagged
-// with tag.
-func (c *client) startMedia(tag byte) {
+// prepare makes the pion connections (before join, so that no offer finds them missing).
+func (c *client) prepare() {
 	se := rtc.ServiceSettingEngine(true)
 	api, err := rtc.NewAPI(se)
 	if err != nil {
@@ -249,18 +251,28 @@ func (c *client) startMedia(tag byte) {
 				if len(p.Payload) > 0 {
 					c.mu.Lock()
 					c.got[p.Payload[0]]++
+					if len(p.Payload) == 9 && len(c.delays) < 1<<20 {
+						c.delays = append(c.delays, time.Now().UnixNano()-int64(binary.BigEndian.Uint64(p.Payload[1:])))
+					}
 					c.mu.Unlock()
 				}
 			}
 		}()
 	})
+	c.mu.Lock()
+	c.pub, c.sub = pub, sub
+	c.mu.Unlock()
+}
+
+// startMedia publishes an audio track sending payloads tagged with tag (after prepare and join).
+func (c *client) startMedia(tag byte) {
+	c.mu.Lock()
+	pub := c.pub
+	c.mu.Unlock()
 	track, _ := webrtc.NewTrackLocalStaticRTP(rtc.OpusCodec().RTPCodecCapability, "mic", "me")
 	if _, err := pub.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
 		c.t.Fatal(err)
 	}
-	c.mu.Lock()
-	c.pub, c.sub = pub, sub
-	c.mu.Unlock()
 	offer, err := pub.CreateOffer(nil)
 	if err != nil {
 		c.t.Fatal(err)
@@ -280,8 +292,12 @@ func (c *client) startMedia(tag byte) {
 				return
 			case <-tick.C:
 			}
+			payload := []byte{tag, 1, 2}
+			if c.stamp {
+				payload = binary.BigEndian.AppendUint64([]byte{tag}, uint64(time.Now().UnixNano()))
+			}
 			_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960},
-				Payload: []byte{tag, 1, 2}})
+				Payload: payload})
 		}
 	}()
 }
@@ -331,6 +347,8 @@ func TestSignalling(t *testing.T) {
 	e := newEnv(t, Options{Grace: 2 * time.Second})
 	a, b := dial(t, e), dial(t, e)
 	defer a.close()
+	a.prepare()
+	b.prepare()
 	ja := join(a, "standup", "Ann")
 	jb := join(b, "standup", "Bob")
 	idA, idB := ja["participantId"].(string), jb["participantId"].(string)
