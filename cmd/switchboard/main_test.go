@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,16 +41,8 @@ func TestVersionAndUsage(t *testing.T) {
 // SIGTERM. If the default port is taken on this machine, it runs again on a free port (only the
 // address differs).
 func TestServeWithNoConfiguration(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "switchboard")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	env := []string{}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SWITCHBOARD_") {
-			env = append(env, kv)
-		}
-	}
+	bin := build(t)
+	env := cleanEnv()
 	jwks, stop := startServe(t, bin, env)
 	if jwks == "" {
 		t.Log("default address 127.0.0.1:8080 is in use here; serving on a free port instead")
@@ -72,6 +66,140 @@ func TestServeWithNoConfiguration(t *testing.T) {
 		t.Fatalf("JWKS: %d %+v %v", resp.StatusCode, set, err)
 	}
 	stop()
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// build builds the binary once for the package's tests.
+func build(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "switchboard-bin-"); buildErr != nil {
+			return
+		}
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, "switchboard"), ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "switchboard")
+}
+
+// cleanEnv is the environment without SWITCHBOARD_* variables.
+func cleanEnv() []string {
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SWITCHBOARD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// TestDemo runs the built binary's `switchboard demo` (on a free port), reads the URL it prints,
+// fetches the page and the bot list (the echo bot, no secrets), and stops it with SIGTERM: it
+// exits cleanly, its bot too.
+func TestDemo(t *testing.T) {
+	bin := build(t)
+	cmd := exec.Command(bin, "demo")
+	cmd.Env = append(cleanEnv(), "SWITCHBOARD_LISTEN=127.0.0.1:0")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := strings.TrimSpace(sc.Text())
+			if strings.HasPrefix(line, "http://") && strings.HasSuffix(line, "/?call=echo") {
+				found <- line
+			}
+		}
+		done <- cmd.Wait()
+	}()
+	var open string
+	select {
+	case open = <-found:
+	case err := <-done:
+		t.Fatalf("demo exited: %v\n%s", err, stderr.String())
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("demo printed no URL to open; stderr:\n%s", stderr.String())
+	}
+	base := strings.TrimSuffix(open, "/?call=echo")
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("/?call=echo"); code != 200 || !strings.Contains(body, "/static/js/app.js") {
+		t.Errorf("page: %d %.200s", code, body)
+	}
+	if code, _ := get("/static/js/app.js"); code != 200 {
+		t.Errorf("app.js: %d", code)
+	}
+	code, body := get("/api/bots")
+	var bots []map[string]string
+	if err := json.Unmarshal([]byte(body), &bots); code != 200 || err != nil || len(bots) != 1 ||
+		bots[0]["name"] != "echo" || bots[0]["displayName"] != "Echo" || len(bots[0]) != 2 {
+		t.Errorf("/api/bots: %d %s", code, body)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("healthz: %d", code)
+	}
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("demo did not stop on SIGTERM")
+	}
+	if !strings.Contains(stderr.String(), "msg=stopped") {
+		t.Fatalf("no graceful stop:\n%s", stderr.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the writer and the test reading it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // startServe starts the binary and returns the JWKS URL it prints ("" if it exited first) and a
@@ -139,4 +267,10 @@ func startServe(t *testing.T, bin string, env []string) (string, func()) {
 	}
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
+		if buildDir != "" {
+			os.RemoveAll(buildDir)
+		}
+	}))
+}
