@@ -44,7 +44,7 @@ class Call {
     this.signal = new Signal(`${proto}//${location.host}/ws`);
     const s = this.signal;
     s.addEventListener('joined', (e) => this.onJoined(e.detail));
-    s.addEventListener('answer', (e) => this.pub?.setRemoteDescription({ type: 'answer', sdp: e.detail.sdp }).catch((err) => toast(`Publishing failed: ${err.message}`, 'bad')));
+    s.addEventListener('answer', (e) => this.onAnswer(e.detail.sdp));
     s.addEventListener('offer', (e) => this.onOffer(e.detail.sdp));
     s.addEventListener('candidate', (e) => this.onCandidate(e.detail));
     s.addEventListener('roster', (e) => this.onRoster(e.detail.participants || []));
@@ -99,7 +99,6 @@ class Call {
     this.pub = this.newPC('publisher');
     if (this.local.audio) this.pub.addTransceiver(this.local.audio, { direction: 'sendonly' });
     if (this.local.video) this.pub.addTransceiver(this.local.video, { direction: 'sendonly', sendEncodings: SIMULCAST });
-    for (const c of this.pendingPub.splice(0)) this.pub.addIceCandidate(c).catch(() => {});
     await this.publish();
     this.stats.start(this.sub);
     this.stats.pub = this.pub;
@@ -113,6 +112,14 @@ class Call {
     await this.pub.setLocalDescription(offer);
     const screenTrackIds = this.local.screen ? [this.local.screen.id] : undefined;
     this.signal.send({ type: 'publish', sdp: offer.sdp, screenTrackIds });
+  }
+
+  // The publisher's answer. Candidates that arrive while it is being applied wait in
+  // pendingPub (remoteDescription is not set until it is done) and are added after it.
+  async onAnswer(sdp) {
+    if (!this.pub) return;
+    try { await this.pub.setRemoteDescription({ type: 'answer', sdp }); } catch (err) { toast(`Publishing failed: ${err.message}`, 'bad'); return; }
+    for (const c of this.pendingPub.splice(0)) this.pub.addIceCandidate(c).catch(() => {});
   }
 
   async onOffer(sdp) {
