@@ -105,7 +105,11 @@ func procCPU(pid int) (time.Duration, error) {
 //
 //	go test -tags load -run TestLoad20 -v -timeout 10m ./service/signal/
 func TestLoad20(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLoadServer$", "-test.v")
+	args := []string{"-test.run=^TestLoadServer$", "-test.v"}
+	if p := os.Getenv("SWITCHBOARD_LOAD_PROFILE"); p != "" {
+		args = append(args, "-test.cpuprofile="+p)
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "SWITCHBOARD_LOAD_SERVER=1")
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
