@@ -66,7 +66,8 @@ type Config struct {
 	// $BOT_PUBLIC_URL); default http://<listen address>/api/calling.
 	PublicURL string
 	// MediaIP is the address the media platform listens on (-media-ip, $BOT_MEDIA_IP); empty
-	// means every IPv4 address.
+	// means Listen's host when that is one address (127.0.0.1 by default), else every IPv4
+	// address.
 	MediaIP string
 	// MediaPort is the UDP port of every call's media (-media-port, $BOT_MEDIA_PORT); 0 picks
 	// a free port.
@@ -93,7 +94,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AppSecret, "secret", os.Getenv(EnvAppSecret), "the bot's app secret, 32 bytes or more [$"+EnvAppSecret+"]")
 	fs.StringVar(&c.Listen, "listen", envOr(EnvListen, "127.0.0.1:8081"), "HTTP address for the service's requests [$"+EnvListen+"]")
 	fs.StringVar(&c.PublicURL, "public-url", os.Getenv(EnvPublicURL), "calling URL as the service reaches it; default http://<listen>/api/calling [$"+EnvPublicURL+"]")
-	fs.StringVar(&c.MediaIP, "media-ip", os.Getenv(EnvMediaIP), "address for media; empty: all IPv4 addresses [$"+EnvMediaIP+"]")
+	fs.StringVar(&c.MediaIP, "media-ip", os.Getenv(EnvMediaIP), "address for media; empty: the -listen host, or all IPv4 addresses [$"+EnvMediaIP+"]")
 	port, _ := strconv.Atoi(os.Getenv(EnvMediaPort))
 	fs.IntVar(&c.MediaPort, "media-port", port, "UDP port for every call's media; 0 picks one [$"+EnvMediaPort+"]")
 	fs.StringVar(&c.MediaPublicIP, "media-public-ip", os.Getenv(EnvMediaPublicIP), "public address of the media port behind a 1:1 NAT [$"+EnvMediaPublicIP+"]")
@@ -131,6 +132,12 @@ func Run(ctx context.Context, cfg Config, newCall NewCallFunc) error {
 		return fmt.Errorf("bot: listen on %s: %w", cfg.Listen, err)
 	}
 	defer ln.Close()
+	mediaIP := cfg.MediaIP
+	if host, _, _ := net.SplitHostPort(ln.Addr().String()); mediaIP == "" && host != "" {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			mediaIP = host // a bot listening on one address has its media there too
+		}
+	}
 	public := cfg.PublicURL
 	if public == "" {
 		public = "http://" + ln.Addr().String() + strings.TrimSuffix(CallingPath, "/")
@@ -138,7 +145,7 @@ func Run(ctx context.Context, cfg Config, newCall NewCallFunc) error {
 	platform, err := sdk.NewMediaPlatform(sdk.MediaPlatformSettings{
 		AppID:        cfg.AppID,
 		ServiceFQDN:  hostOf(public),
-		InternalIP:   cfg.MediaIP,
+		InternalIP:   mediaIP,
 		InternalPort: cfg.MediaPort,
 		PublicIP:     cfg.MediaPublicIP,
 		Logger:       log,
