@@ -48,11 +48,15 @@ type options struct {
 	label   bool
 }
 
-// sendFormats are the sizes the bot sends; a received frame of another size is scaled to the
-// socket's preferred one.
+// Width and Height are the size the bot subscribes to the caller's video at.
+const Width, Height = 640, 360
+
+// sendFormats are the sizes the bot sends: the subscribed size and the one below, landscape and
+// portrait (no larger: the socket would scale frames up when the bandwidth allows it). A
+// received frame of another size is scaled to the socket's preferred one.
 var sendFormats = []media.VideoFormat{
-	media.NV12_1280x720_30, media.NV12_640x360_30, media.NV12_320x180_15,
-	media.NV12_720x1280_30, media.NV12_360x640_30, media.NV12_180x320_15,
+	media.NV12_640x360_30, media.NV12_320x180_15,
+	media.NV12_360x640_30, media.NV12_180x320_15,
 }
 
 // mirror is one call: it subscribes its video socket to the speaker's (or the caller's) video
@@ -175,7 +179,7 @@ func (m *mirror) update() {
 	}
 	ctx, cancel := context.WithTimeout(m.call.Context(), 10*time.Second)
 	defer cancel()
-	if _, err := m.call.Subscribe(ctx, m.video, want, 640, 360); err != nil {
+	if _, err := m.call.Subscribe(ctx, m.video, want, Width, Height); err != nil {
 		m.call.Logger().Warn("subscribe", "source", want, "err", err)
 		return
 	}
