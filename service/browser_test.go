@@ -2,14 +2,11 @@ package service
 
 import (
 	"context"
-	"log/slog"
 	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/switchboard-rtc/switchboard/examples/echo/echo"
 )
 
 // TestBrowserCallsEcho is what `make run` promises, with a real browser: headless Chromium (fake
@@ -24,13 +21,8 @@ func TestBrowserCallsEcho(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
-	s, ln := newConfServer(t, "echo", Conferencing{})
-	bot, err := echo.New(echo.Config{AppID: "echo", Secret: botSecret, ServiceURL: s.URL(),
-		PublicURL: "http://" + ln.Addr().String() + "/api/calling", MediaIP: "127.0.0.1", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveBot(t, ln, bot.Handler(), bot.Close)
+	s := newConfServer(t, Conferencing{})
+	runEcho(t, s)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser),

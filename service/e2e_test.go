@@ -17,33 +17,26 @@ import (
 	"github.com/switchboard-rtc/switchboard/internal/protocol"
 	"github.com/switchboard-rtc/switchboard/media"
 	"github.com/switchboard-rtc/switchboard/sdk"
+	"github.com/switchboard-rtc/switchboard/sdk/bot"
 	"github.com/switchboard-rtc/switchboard/service/config"
 	"github.com/switchboard-rtc/switchboard/service/internal/testpeer"
 )
 
-// confServer is a whole calling service (SFU, signalling, page) on loopback with one bot whose
-// webhook listener is already bound.
+// confServer is a whole calling service (SFU, signalling, page) on loopback.
 type confServer struct {
 	*Server
 	ws string // the signalling URL
 }
 
-// newConfServer binds a listener for the bot appID, builds and starts the service with the
-// SFU, and returns both; serve the bot on ln.
-func newConfServer(t *testing.T, appID string, conf Conferencing) (*confServer, net.Listener) {
+// newConfServer builds and starts the service with the SFU.
+func newConfServer(t *testing.T, conf Conferencing) *confServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.AnswerTimeout = config.Duration(20 * time.Second)
 	cfg.MediaTimeout = config.Duration(20 * time.Second)
-	cfg.Bots = []config.Bot{{AppID: appID, Secret: botSecret, WebhookURL: "http://" + ln.Addr().String() + "/api/calling", DisplayName: "Bot " + appID}}
 	s, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler), Conferencing: &conf})
 	if err != nil {
-		ln.Close()
 		t.Fatal(err)
 	}
 	s.Start()
@@ -55,14 +48,23 @@ func newConfServer(t *testing.T, appID string, conf Conferencing) (*confServer, 
 		}
 		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	})
-	return &confServer{Server: s, ws: "ws" + strings.TrimPrefix(s.URL(), "http") + "/ws"}, ln
+	return &confServer{Server: s, ws: "ws" + strings.TrimPrefix(s.URL(), "http") + "/ws"}
 }
 
-// serveBot serves h on ln until the test ends (then closes closer after the server stopped).
-func serveBot(t *testing.T, ln net.Listener, h http.Handler, closer func() error) {
+// serveBot registers appID at a listener of its own and serves h there until the test ends
+// (then closes closer, after the server stopped). It returns the bot's calling URL.
+func serveBot(t *testing.T, s *confServer, appID string, h func(url string) http.Handler, closer func() error) {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String() + "/api/calling"
+	if err := s.AddBot(config.Bot{AppID: appID, Secret: botSecret, WebhookURL: url, DisplayName: "Bot " + appID}); err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/calling/", h)
+	mux.Handle("/api/calling/", h(url))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
@@ -78,6 +80,32 @@ func serveBot(t *testing.T, ln net.Listener, h http.Handler, closer func() error
 			t.Error(err)
 		}
 	})
+}
+
+// runEcho runs the echo bot (examples/echo) as its program does, with sdk/bot, on loopback,
+// registered as "echo", until the test ends.
+func runEcho(t *testing.T, s *confServer) {
+	t.Helper()
+	ready := make(chan string, 1)
+	cfg := bot.Config{ServiceURL: s.URL(), AppID: "echo", AppSecret: botSecret, Listen: "127.0.0.1:0",
+		Logger: slog.New(slog.DiscardHandler), OnReady: func(url string) { ready <- url }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- bot.Run(ctx, cfg, echo.NewCall) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	select {
+	case url := <-ready:
+		if err := s.AddBot(config.Bot{AppID: "echo", Secret: botSecret, WebhookURL: url, DisplayName: "Echo"}); err != nil {
+			t.Fatal(err)
+		}
+	case err := <-done:
+		t.Fatalf("echo bot: %v", err)
+	}
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -156,7 +184,8 @@ type audioFrame struct {
 	silence  bool
 }
 
-func newRecordingBot(t *testing.T, appID, serviceURL, webhook string) *recordingBot {
+// newRecordingBot runs a recording bot registered as appID until the test ends.
+func newRecordingBot(t *testing.T, s *confServer, appID string) *recordingBot {
 	t.Helper()
 	b := &recordingBot{}
 	var err error
@@ -165,11 +194,14 @@ func newRecordingBot(t *testing.T, appID, serviceURL, webhook string) *recording
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.h, err = sdk.NewHandler(sdk.HandlerConfig{AppID: appID, AppSecret: botSecret, ServiceURL: serviceURL, PublicURL: webhook,
-		Logger: slog.New(slog.DiscardHandler), NewCall: b.newCall})
-	if err != nil {
-		t.Fatal(err)
-	}
+	serveBot(t, s, appID, func(url string) http.Handler {
+		b.h, err = sdk.NewHandler(sdk.HandlerConfig{AppID: appID, AppSecret: botSecret, ServiceURL: s.URL(), PublicURL: url,
+			Logger: slog.New(slog.DiscardHandler), NewCall: b.newCall})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.h
+	}, b.close)
 	return b
 }
 
@@ -269,9 +301,8 @@ func (b *recordingBot) rosterIDs() []string {
 // to the bot; the bot subscribes to one participant's camera at 640×360 and gets that layer; a
 // participant who leaves disappears from every roster.
 func TestConferenceEndToEnd(t *testing.T) {
-	s, ln := newConfServer(t, "recorder", Conferencing{BotAudioSlots: 2})
-	bot := newRecordingBot(t, "recorder", s.URL(), "http://"+ln.Addr().String()+"/api/calling")
-	serveBot(t, ln, bot.h, bot.close)
+	s := newConfServer(t, Conferencing{BotAudioSlots: 2})
+	rec := newRecordingBot(t, s, "recorder")
 
 	ctx := t.Context()
 	a := dialPeer(t, s, testpeer.Config{Name: "Ann", Audio: steady(1.0, 12000), Video: true})
@@ -312,19 +343,19 @@ func TestConferenceEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "bot call established", func() bool { bot.mu.Lock(); defer bot.mu.Unlock(); return bot.established })
+	eventually(t, "bot call established", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.established })
 	for _, p := range peers {
 		eventually(t, "the bot in every roster", func() bool { return len(p.Roster()) == 4 })
 	}
-	eventually(t, "the bot's roster", func() bool { return len(bot.rosterIDs()) == 4 })
+	eventually(t, "the bot's roster", func() bool { return len(rec.rosterIDs()) == 4 })
 
-	// The bot hears the loudest two (Ann, Bob), not Cid.
-	eventually(t, "the bot hears Ann and Bob", func() bool {
-		got, n := bot.heard(50)
+	// The rec hears the loudest two (Ann, Bob), not Cid.
+	eventually(t, "the rec hears Ann and Bob", func() bool {
+		got, n := rec.heard(50)
 		return n == 50 && got[ja.Sources.Audio] >= 40 && got[jb.Sources.Audio] >= 40
 	})
-	if got, _ := bot.heard(50); got[jc.Sources.Audio] > 0 {
-		t.Errorf("the bot hears Cid, the quietest, over 2 slots: %v", got)
+	if got, _ := rec.heard(50); got[jc.Sources.Audio] > 0 {
+		t.Errorf("the rec hears Cid, the quietest, over 2 slots: %v", got)
 	}
 
 	// Dominant speaker follows whoever speaks: Bob alone, then Cid alone.
@@ -343,25 +374,25 @@ func TestConferenceEndToEnd(t *testing.T) {
 				return d.SourceID == want.Sources.Audio && d.ParticipantID == want.ParticipantID
 			})
 		}
-		eventually(t, "dominant speaker reaches the bot", func() bool { return bot.lastDominant() == want.Sources.Audio })
-		eventually(t, "the bot hears the one who speaks", func() bool {
-			got, n := bot.heard(25)
+		eventually(t, "dominant speaker reaches the bot", func() bool { return rec.lastDominant() == want.Sources.Audio })
+		eventually(t, "the rec hears the one who speaks", func() bool {
+			got, n := rec.heard(25)
 			return n == 25 && got[want.Sources.Audio] >= 20
 		})
 	}
 
-	// The bot subscribes to Ann's camera at 640×360 (its source id from the bot's roster).
+	// The rec subscribes to Ann's camera at 640×360 (its source id from the bot's roster).
 	var annVideo uint32
-	bot.mu.Lock()
-	for _, p := range bot.roster {
+	rec.mu.Lock()
+	for _, p := range rec.roster {
 		for _, st := range p.Streams {
 			if p.ID == ja.ParticipantID && st.Kind == sdk.StreamVideo {
 				annVideo = st.SourceID
 			}
 		}
 	}
-	call, vsock := bot.call, bot.video
-	bot.mu.Unlock()
+	call, vsock := rec.call, rec.video
+	rec.mu.Unlock()
 	if annVideo == 0 || annVideo != ja.Sources.Video {
 		t.Fatalf("Ann's video source in the bot's roster = %d, joined says %d", annVideo, ja.Sources.Video)
 	}
@@ -374,14 +405,14 @@ func TestConferenceEndToEnd(t *testing.T) {
 	if err := op.Wait(wctx); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
-	eventually(t, "the bot gets Ann's 640×360 layer", func() bool {
-		bot.mu.Lock()
-		defer bot.mu.Unlock()
-		return bot.videoFrames >= 10 && bot.videoFormat.Width == 640 && bot.videoFormat.Height == 360 && bot.videoSource == annVideo
+	eventually(t, "the rec gets Ann's 640×360 layer", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return rec.videoFrames >= 10 && rec.videoFormat.Width == 640 && rec.videoFormat.Height == 360 && rec.videoSource == annVideo
 	})
-	bot.mu.Lock()
-	orig := bot.videoOrig
-	bot.mu.Unlock()
+	rec.mu.Lock()
+	orig := rec.videoOrig
+	rec.mu.Unlock()
 	// The browsers' roster carries the camera's full size (the highest layer's).
 	eventually(t, "Ann's camera size in Bob's roster", func() bool {
 		for _, p := range b.Roster() {
@@ -393,7 +424,7 @@ func TestConferenceEndToEnd(t *testing.T) {
 		}
 		return false
 	})
-	t.Logf("bot video: 640×360 layer of a 1280×720 camera; OriginalFormat reported %dx%d", orig.Width, orig.Height)
+	t.Logf("rec video: 640×360 layer of a 1280×720 camera; OriginalFormat reported %dx%d", orig.Width, orig.Height)
 
 	// Cid leaves: gone from every roster, the bot's too.
 	if err := c.Leave(ctx); err != nil {
@@ -406,14 +437,14 @@ func TestConferenceEndToEnd(t *testing.T) {
 		})
 	}
 	eventually(t, "Cid gone from the bot's roster", func() bool {
-		ids := bot.rosterIDs()
+		ids := rec.rosterIDs()
 		return len(ids) == 3 && !slices.Contains(ids, jc.ParticipantID)
 	})
 	if err := s.Calls().EndCall(info.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []*testpeer.Peer{a, b} {
-		eventually(t, "the bot gone from the rosters", func() bool { return len(p.Roster()) == 2 })
+		eventually(t, "the rec gone from the rosters", func() bool { return len(p.Roster()) == 2 })
 	}
 }
 
@@ -422,13 +453,8 @@ func TestConferenceEndToEnd(t *testing.T) {
 // 0.8 after alignment, through two Opus encodings, the SFU twice and the bot's jitter buffer)
 // and its own camera back as video frames.
 func TestEchoBotEndToEnd(t *testing.T) {
-	s, ln := newConfServer(t, "echo", Conferencing{})
-	bot, err := echo.New(echo.Config{AppID: "echo", Secret: botSecret, ServiceURL: s.URL(),
-		PublicURL: "http://" + ln.Addr().String() + "/api/calling", MediaIP: "127.0.0.1", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveBot(t, ln, bot.Handler(), bot.Close)
+	s := newConfServer(t, Conferencing{})
+	runEcho(t, s)
 
 	voice := func(n int, pcm []int16) { testpeer.Tone(n, pcm, 1, 8000) }
 	p := dialPeer(t, s, testpeer.Config{Name: "Ann", Audio: voice, Video: true})

@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +79,8 @@ type Server struct {
 	serveWG   sync.WaitGroup
 	reloadMu  sync.Mutex
 	lastConf  []byte
+	fileBots  []config.Bot // the configured bots
+	extraBots []config.Bot // bots added with AddBot
 
 	startOnce, stopOnce sync.Once
 	stopErr             error
@@ -93,7 +96,7 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, watchStop: make(chan struct{}), metrics: prometheus.NewRegistry()}
+	s := &Server{cfg: cfg, log: log, watchStop: make(chan struct{}), metrics: prometheus.NewRegistry(), fileBots: cfg.Bots}
 	var err error
 	if s.registry, err = bots.New(cfg.Bots); err != nil {
 		return nil, err
@@ -330,11 +333,25 @@ func (s *Server) Reload() error {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	if err := s.registry.Replace(c.Bots); err != nil {
+	if err := s.registry.Replace(append(slices.Clone(c.Bots), s.extraBots...)); err != nil {
 		return fmt.Errorf("reload %s: %w", s.cfg.File, err)
 	}
+	s.fileBots = c.Bots
 	s.lastConf = data
 	s.log.Info("bot registry reloaded", "file", s.cfg.File, "bots", s.registry.AppIDs())
+	return nil
+}
+
+// AddBot registers a bot beside the configured ones; it stays registered across reloads (the
+// demo's echo bot). An app id that is already registered is an error.
+func (s *Server) AddBot(b config.Bot) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	extra := append(slices.Clone(s.extraBots), b)
+	if err := s.registry.Replace(append(slices.Clone(s.fileBots), extra...)); err != nil {
+		return fmt.Errorf("add bot %q: %w", b.AppID, err)
+	}
+	s.extraBots = extra
 	return nil
 }
 

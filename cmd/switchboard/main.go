@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -99,12 +100,9 @@ func serve(args []string, stdout, stderr io.Writer, demo bool) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	var bot *demoBot
-	if demo {
-		if bot, err = listenDemoBot(&cfg); err != nil {
-			fmt.Fprintf(stderr, "switchboard demo: %v\n", err)
-			return 1
-		}
+	if demo && slices.ContainsFunc(cfg.Bots, func(b config.Bot) bool { return b.AppID == demoAppID }) {
+		fmt.Fprintf(stderr, "switchboard demo: a bot %q is already configured; the demo registers its own\n", demoAppID)
+		return 2
 	}
 	conf := &service.Conferencing{}
 	if v := os.Getenv(envMediaPublicIPs); v != "" {
@@ -112,7 +110,6 @@ func serve(args []string, stdout, stderr io.Writer, demo bool) int {
 	}
 	srv, err := service.New(cfg, service.Options{Logger: log, Conferencing: conf})
 	if err != nil {
-		bot.abort()
 		fmt.Fprintf(stderr, "switchboard %s: %v\n", name, err)
 		return 1
 	}
@@ -123,8 +120,9 @@ func serve(args []string, stdout, stderr io.Writer, demo bool) int {
 	defer signal.Stop(stop)
 	defer signal.Stop(hup)
 
-	if bot != nil {
-		if err := bot.start(srv.URL(), log.With("component", "echo")); err != nil {
+	var bot *demoBot
+	if demo {
+		if bot, err = startDemoBot(srv, service.Loopback(cfg), log.With("component", "echo")); err != nil {
 			fmt.Fprintf(stderr, "switchboard demo: %v\n", err)
 			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
@@ -135,7 +133,7 @@ func serve(args []string, stdout, stderr io.Writer, demo bool) int {
 	srv.Start()
 	srv.Describe(stdout)
 	if bot != nil {
-		fmt.Fprintf(stdout, "\nThe echo bot is ready. Open this in a browser, allow the microphone and camera, and hear yourself:\n\n    %s/?call=echo\n\n", srv.URL())
+		fmt.Fprintf(stdout, "\nThe echo bot is ready. Open this in a browser, allow the microphone and camera, and hear and see yourself:\n\n    %s/?call=echo\n\n", srv.URL())
 	}
 	for {
 		select {
@@ -156,7 +154,7 @@ func serve(args []string, stdout, stderr io.Writer, demo bool) int {
 		log.Error("shutdown incomplete", "err", err)
 		code = 1
 	}
-	if err := bot.stop(ctx); err != nil {
+	if err := bot.stop(); err != nil {
 		log.Error("echo bot shutdown incomplete", "err", err)
 		code = 1
 	}

@@ -1,107 +1,46 @@
-// Package echo is the echo bot: it answers every call with a sendrecv audio socket and a
-// sendrecv video socket, and sends back what it hears and what it sees. It is built only on the
-// public sdk and media packages. examples/echo runs it as a program of its own; `switchboard
-// demo` runs it beside the service, on its own HTTP listener and media port.
+// Package echo is the echo bot's call logic: it answers every call with a sendrecv audio socket
+// and a sendrecv video socket, and sends back what it hears and what it sees. It is built only
+// on the public sdk and media packages. examples/echo runs it as a program of its own (sdk/bot);
+// `switchboard demo` runs it beside the service, on its own HTTP listener and media port.
 package echo
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/media"
 	"github.com/switchboard-rtc/switchboard/sdk"
 )
 
-// Config is what the echo bot needs to know. AppID, Secret, ServiceURL and PublicURL are
-// required.
-type Config struct {
-	AppID, Secret string
-	// ServiceURL is the service's base URL, e.g. http://127.0.0.1:8080.
-	ServiceURL string
-	// PublicURL is where the service reaches the bot's handler, e.g.
-	// http://127.0.0.1:9000/api/calling.
-	PublicURL string
-	// MediaIP and MediaPort are the UDP address of the bot's media ("" and 0: every
-	// interface, a free port); MediaPublicIP is the address the service reaches it at, behind
-	// a 1:1 NAT.
-	MediaIP       string
-	MediaPort     int
-	MediaPublicIP string
-	Logger        *slog.Logger
-}
-
 // Width and Height are the size of the caller's video the bot asks for, and sends back.
 const Width, Height = 640, 360
 
-// sendFormats are the frame sizes the bot echoes: what it subscribes to, and the layer below.
+// sendFormats are the frame sizes the bot echoes: the size it subscribes to, and the layer
+// below it, which the service sends when the caller's bandwidth is short.
 var sendFormats = []media.VideoFormat{
 	{PixelFormat: media.NV12, Width: Width, Height: Height, FrameRate: 30},
 	{PixelFormat: media.NV12, Width: Width / 2, Height: Height / 2, FrameRate: 30},
 }
 
-// Bot is a running echo bot: its media platform and its calling handler.
-type Bot struct {
-	platform *sdk.MediaPlatform
-	handler  *sdk.Handler
-	log      *slog.Logger
-}
-
-// New starts the bot's media platform and makes its calling handler. Serve Handler at
-// PublicURL's path; Close when done.
-func New(cfg Config) (*Bot, error) {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	platform, err := sdk.NewMediaPlatform(sdk.MediaPlatformSettings{
-		ServiceFQDN: "echo.local", AppID: cfg.AppID, InternalIP: cfg.MediaIP, InternalPort: cfg.MediaPort,
-		PublicIP: cfg.MediaPublicIP, Logger: log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("echo: %w", err)
-	}
-	b := &Bot{platform: platform, log: log}
-	b.handler, err = sdk.NewHandler(sdk.HandlerConfig{
-		AppID: cfg.AppID, AppSecret: cfg.Secret, ServiceURL: cfg.ServiceURL, PublicURL: cfg.PublicURL,
-		NewCall: b.newCall, Logger: log,
-	})
-	if err != nil {
-		_ = platform.Close()
-		return nil, fmt.Errorf("echo: %w", err)
-	}
-	return b, nil
-}
-
-// Handler is the bot's calling endpoint (POST …/call, …/callback, …/notification).
-func (b *Bot) Handler() http.Handler { return b.handler }
-
-// MediaAddr is the UDP address the bot's media listens on.
-func (b *Bot) MediaAddr() string { return b.platform.LocalAddr().String() }
-
-// Close ends every call and stops the media platform. Stop the HTTP server first.
-func (b *Bot) Close() error {
-	return errors.Join(b.handler.Close(), b.platform.Close())
-}
-
-// call is one call's echo: its sockets, and the video source it subscribed to.
+// call is one call's echo. Its fields are used on the call's event goroutine only, except the
+// sockets, which are set before the media starts.
 type call struct {
-	bot         *Bot
+	platform    *sdk.MediaPlatform
 	c           *sdk.Call
 	log         *slog.Logger
 	audio       *sdk.AudioSocket
 	video       *sdk.VideoSocket
 	roster      []sdk.Participant
 	established bool
-	subscribed  uint32
-	warned      bool // about a frame size it cannot echo
+	subscribed  uint32 // the video source asked for, 0 before
+	warned      bool   // about a frame it could not echo
 }
 
-func (b *Bot) newCall(c *sdk.Call) sdk.CallEvents {
-	e := &call{bot: b, c: c, log: c.Logger()}
+// NewCall makes the echo bot's events for one call (an sdk/bot.NewCallFunc).
+func NewCall(p *sdk.MediaPlatform, c *sdk.Call) sdk.CallEvents {
+	e := &call{platform: p, c: c, log: c.Logger()}
 	return sdk.CallEvents{
 		OnIncomingCall: e.answer,
 		OnCallStateChanged: func(s sdk.CallState, reason string) {
@@ -114,7 +53,7 @@ func (b *Bot) newCall(c *sdk.Call) sdk.CallEvents {
 	}
 }
 
-// answer makes the call's sockets and answers with them.
+// answer makes the call's two sockets and answers with them.
 func (e *call) answer(_ context.Context, in *sdk.IncomingCall) sdk.Workflow {
 	e.log.Info("incoming call", "from", in.From.DisplayName, "media", in.HasMedia)
 	if !in.HasMedia {
@@ -123,12 +62,13 @@ func (e *call) answer(_ context.Context, in *sdk.IncomingCall) sdk.Workflow {
 	var err error
 	e.audio, err = sdk.NewAudioSocket(sdk.AudioSocketSettings{
 		Direction: sdk.Sendrecv,
-		// What it hears goes straight back; the platform hands the buffer back once it is sent.
+		// What it hears goes straight back: the received buffer is handed to Send...
 		OnAudioReceived: func(ev sdk.AudioReceivedEvent) {
 			if e.audio.Send(ev.Buffer) != nil {
 				ev.Buffer.Release() // not sending (yet): the buffer is still ours
 			}
 		},
+		// ...and released once the platform has encoded and sent it.
 		OnSendDone: func(buf *media.AudioBuffer) { buf.Release() },
 	})
 	if err != nil {
@@ -139,7 +79,7 @@ func (e *call) answer(_ context.Context, in *sdk.IncomingCall) sdk.Workflow {
 		SupportedSendFormats: sendFormats,
 		OnVideoReceived:      e.onVideo,
 		OnSendStatusChanged: func(ev sdk.VideoSendStatusEvent) {
-			e.log.Info("video send status", "status", ev.Status, "preferred", ev.PreferredFormat.String())
+			e.log.Info("video send status", "status", ev.Status, "preferred", ev.PreferredFormat.String(), "kbps", ev.BitrateKbps)
 		},
 		OnSendDone: func(buf *media.VideoBuffer) { buf.Release() },
 	})
@@ -147,7 +87,7 @@ func (e *call) answer(_ context.Context, in *sdk.IncomingCall) sdk.Workflow {
 		e.audio.Close()
 		return sdk.Reject(err.Error())
 	}
-	cfg, err := e.bot.platform.CreateMediaConfiguration(e.audio, e.video)
+	cfg, err := e.platform.CreateMediaConfiguration(e.audio, e.video)
 	if err != nil {
 		e.audio.Close()
 		e.video.Close()
@@ -156,8 +96,8 @@ func (e *call) answer(_ context.Context, in *sdk.IncomingCall) sdk.Workflow {
 	return sdk.Answer(cfg)
 }
 
-// onVideo sends a received frame back while the socket may send and the frame has a size it
-// sends; otherwise the frame is released here.
+// onVideo sends a received frame back while the socket may send; otherwise (or when the frame
+// cannot be sent) it releases the frame.
 func (e *call) onVideo(ev sdk.VideoReceivedEvent) {
 	if e.video.SendStatus() != sdk.Active {
 		ev.Buffer.Release()
@@ -172,14 +112,15 @@ func (e *call) onVideo(ev sdk.VideoReceivedEvent) {
 	}
 }
 
-// subscribe asks for the first human participant's camera at Width×Height, once.
+// subscribe asks, once the call is established, for the first human participant's camera at
+// Width×Height.
 func (e *call) subscribe() {
 	if !e.established || e.subscribed != 0 {
 		return
 	}
 	for _, p := range e.roster {
 		for _, s := range p.Streams {
-			if p.IsBot || s.Kind != sdk.StreamVideo || s.Direction == sdk.DirectionRecvOnly {
+			if p.IsBot || s.Kind != sdk.StreamVideo {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(e.c.Context(), 5*time.Second)
