@@ -350,12 +350,12 @@ func TestConferenceEndToEnd(t *testing.T) {
 	eventually(t, "the bot's roster", func() bool { return len(rec.rosterIDs()) == 4 })
 
 	// The rec hears the loudest two (Ann, Bob), not Cid.
-	eventually(t, "the rec hears Ann and Bob", func() bool {
+	eventually(t, "the bot hears Ann and Bob", func() bool {
 		got, n := rec.heard(50)
 		return n == 50 && got[ja.Sources.Audio] >= 40 && got[jb.Sources.Audio] >= 40
 	})
 	if got, _ := rec.heard(50); got[jc.Sources.Audio] > 0 {
-		t.Errorf("the rec hears Cid, the quietest, over 2 slots: %v", got)
+		t.Errorf("the bot hears Cid, the quietest, over 2 slots: %v", got)
 	}
 
 	// Dominant speaker follows whoever speaks: Bob alone, then Cid alone.
@@ -375,7 +375,7 @@ func TestConferenceEndToEnd(t *testing.T) {
 			})
 		}
 		eventually(t, "dominant speaker reaches the bot", func() bool { return rec.lastDominant() == want.Sources.Audio })
-		eventually(t, "the rec hears the one who speaks", func() bool {
+		eventually(t, "the bot hears the one who speaks", func() bool {
 			got, n := rec.heard(25)
 			return n == 25 && got[want.Sources.Audio] >= 20
 		})
@@ -405,7 +405,7 @@ func TestConferenceEndToEnd(t *testing.T) {
 	if err := op.Wait(wctx); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
-	eventually(t, "the rec gets Ann's 640×360 layer", func() bool {
+	eventually(t, "the bot gets Ann's 640×360 layer", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		return rec.videoFrames >= 10 && rec.videoFormat.Width == 640 && rec.videoFormat.Height == 360 && rec.videoSource == annVideo
@@ -424,7 +424,7 @@ func TestConferenceEndToEnd(t *testing.T) {
 		}
 		return false
 	})
-	t.Logf("rec video: 640×360 layer of a 1280×720 camera; OriginalFormat reported %dx%d", orig.Width, orig.Height)
+	t.Logf("bot video: 640×360 layer of a 1280×720 camera; OriginalFormat reported %dx%d", orig.Width, orig.Height)
 
 	// Cid leaves: gone from every roster, the bot's too.
 	if err := c.Leave(ctx); err != nil {
@@ -444,7 +444,7 @@ func TestConferenceEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []*testpeer.Peer{a, b} {
-		eventually(t, "the rec gone from the rosters", func() bool { return len(p.Roster()) == 2 })
+		eventually(t, "the bot gone from the rosters", func() bool { return len(p.Roster()) == 2 })
 	}
 }
 
