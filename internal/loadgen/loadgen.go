@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -29,7 +28,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
@@ -105,6 +103,9 @@ type Config struct {
 
 	// Progress receives one line a second while the run lasts (nil: none).
 	Progress io.Writer
+	// OnWindow, when set, is called as the measured window starts, with its length (to start
+	// profilers). It must return quickly.
+	OnWindow func(window time.Duration)
 }
 
 func (c *Config) defaults() error {
@@ -144,7 +145,6 @@ type Generator struct {
 	wsURL string
 	sig   *Signal
 	api   *webrtc.API
-	mux   ice.UDPMux
 	http  *http.Client
 
 	mu    sync.Mutex
@@ -190,17 +190,10 @@ func New(cfg Config) (*Generator, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Every participant connection shares one UDP socket (an ICE UDP mux), as the service and
-	// bot do, so that a thousand connections are not a thousand sockets and read goroutines.
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: media socket: %w", err)
-	}
-	se := rtc.ServiceSettingEngine(true)
-	g.mux = webrtc.NewICEUDPMux(nil, conn)
-	se.SetICEUDPMux(g.mux)
-	if g.api, err = rtc.NewAPI(se); err != nil {
-		_ = g.mux.Close()
+	// Each participant connection has its own UDP socket, as a browser's do. (They cannot
+	// share one through an ICE UDP mux: the service has one media port, and a mux binds a
+	// remote address to the first connection that heard from it.)
+	if g.api, err = rtc.NewAPI(rtc.ServiceSettingEngine(true)); err != nil {
 		return nil, err
 	}
 	for i := range g.sending {
@@ -424,6 +417,9 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 	rampEnd := time.Now()
 	sleepUntil(ctx, rampEnd.Add(cfg.Settle))
 
+	if cfg.OnWindow != nil {
+		cfg.OnWindow(cfg.Duration)
+	}
 	w0 := g.snapshot(ctx)
 	sleepUntil(ctx, w0.at.Add(cfg.Duration))
 	w1 := g.snapshot(ctx)
@@ -568,7 +564,6 @@ func (g *Generator) close() {
 	}
 	g.wg.Wait()
 	g.hangUpAll()
-	_ = g.mux.Close()
 }
 
 // sortedReasons returns the reasons, most frequent first.

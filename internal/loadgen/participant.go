@@ -97,12 +97,12 @@ type call struct {
 	pubUp  bool // publisher connected
 	estAt  time.Time
 
-	estCh   chan struct{}
-	estOnce sync.Once
-	ended   chan struct{} // closed when the call ends for any reason
-	endOnce sync.Once
+	estCh    chan struct{}
+	estOnce  sync.Once
+	ended    chan struct{} // closed when the call ends for any reason
+	endOnce  sync.Once
 	hangOnce sync.Once
-	wg      sync.WaitGroup
+	wg       sync.WaitGroup
 }
 
 // fail ends the call with reason: failed when it never got established, dropped otherwise

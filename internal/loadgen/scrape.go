@@ -27,7 +27,7 @@ var ErrNoCadenceMetrics = errors.New("loadgen: no audio event interval histogram
 
 // botScrape is one reading of a bot's audio metrics.
 type botScrape struct {
-	interval               promHist
+	interval                promHist
 	events, silent, dropped float64
 }
 
