@@ -305,7 +305,8 @@ func (c *Call) answerWorkflow(wf Workflow) (*protocol.Workflow, error) {
 		}
 	}
 	subs := []protocol.NotificationType{protocol.NotificationCallStateChange}
-	if c.bot.OnRosterUpdated != nil {
+	if c.bot.OnRosterUpdated != nil || wf.media != nil {
+		// The media needs the roster too: it carries the senders' original video sizes.
 		subs = append(subs, protocol.NotificationRosterUpdate)
 	}
 	if c.bot.OnDominantSpeakerChanged != nil || wf.media != nil {
@@ -437,6 +438,11 @@ func (c *Call) deliver(n *protocol.Notification) error {
 			return fmt.Errorf("%w: %s", ErrCallTerminated, n.Reason)
 		}
 	case protocol.NotificationRosterUpdate:
+		if m, ok := c.media.(interface{ rosterUpdated([]protocol.Participant) }); ok {
+			if err := c.safely("media rosterUpdated", func() { m.rosterUpdated(n.Participants) }); err != nil {
+				return fmt.Errorf("%w: %w", ErrMediaFailed, err)
+			}
+		}
 		if f := c.bot.OnRosterUpdated; f != nil {
 			roster := participantsFromWire(n.Participants)
 			if err := c.safely("OnRosterUpdated", func() { f(roster) }); err != nil {
@@ -597,7 +603,7 @@ func participantsFromWire(ps []protocol.Participant) []Participant {
 	for i, p := range ps {
 		out[i] = Participant{ID: p.ID, Identity: p.Identity, DisplayName: p.DisplayName, IsBot: p.IsBot}
 		for _, s := range p.Streams {
-			out[i].Streams = append(out[i].Streams, Stream{Kind: StreamKind(s.Kind), Direction: Direction(s.Direction), SourceID: s.SourceID})
+			out[i].Streams = append(out[i].Streams, Stream{Kind: StreamKind(s.Kind), Direction: Direction(s.Direction), SourceID: s.SourceID, Width: s.Width, Height: s.Height})
 		}
 	}
 	return out

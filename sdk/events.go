@@ -157,6 +157,9 @@ type Stream struct {
 	Direction Direction
 	// SourceID names the stream in media (the CSRC of forwarded RTP) and in Subscribe.
 	SourceID uint32
+	// Width and Height are the sender's original size of a video or screen-share stream, when
+	// the service knows it (0 otherwise).
+	Width, Height int
 }
 
 // Participant is one member of a call's roster.

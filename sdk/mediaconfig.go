@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/switchboard-rtc/switchboard/internal/protocol"
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 )
 
@@ -34,6 +36,10 @@ type MediaConfiguration struct {
 	closed   bool
 	once     sync.Once
 
+	// sizes maps a video source id to its sender's original picture size, from the latest
+	// roster (replaced whole on each update; read per frame without a lock).
+	sizes atomic.Pointer[map[uint32][2]int]
+
 	failMu   sync.Mutex
 	failed   error       // set once the media connection failed
 	onFailFn func(error) // the handler's hook, called once with failed
@@ -49,6 +55,33 @@ func (m *MediaConfiguration) onFailure(fn func(error)) {
 	if failed != nil && fn != nil {
 		fn(failed)
 	}
+}
+
+// rosterUpdated takes the senders' original video sizes from a roster update (called on the
+// call's event goroutine).
+func (m *MediaConfiguration) rosterUpdated(ps []protocol.Participant) {
+	sizes := make(map[uint32][2]int)
+	for _, p := range ps {
+		for _, s := range p.Streams {
+			if s.Width > 0 && s.Height > 0 {
+				sizes[s.SourceID] = [2]int{s.Width, s.Height}
+			}
+		}
+	}
+	m.sizes.Store(&sizes)
+}
+
+// originalSize is the original picture size of a video source, if the roster told it.
+func (m *MediaConfiguration) originalSize(source uint32) (width, height int, ok bool) {
+	if m == nil {
+		return 0, 0, false
+	}
+	sizes := m.sizes.Load()
+	if sizes == nil {
+		return 0, 0, false
+	}
+	sz, ok := (*sizes)[source]
+	return sz[0], sz[1], ok
 }
 
 // fail records the media connection's failure and tells the handler, once.

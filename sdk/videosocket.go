@@ -241,13 +241,13 @@ func (s *VideoSocket) remoteTrack(_ rtc.Line, t *webrtc.TrackRemote, _ *webrtc.R
 	}
 	s.reads++
 	s.wg.Add(1)
-	go s.read(t)
+	go s.read(t, s.owner)
 }
 
 // read is the goroutine that assembles, decodes and converts the received stream.
-func (s *VideoSocket) read(t *webrtc.TrackRemote) {
+func (s *VideoSocket) read(t *webrtc.TrackRemote, owner *MediaConfiguration) {
 	defer s.wg.Done()
-	r, err := newVideoReceiver(s, uint32(t.SSRC()))
+	r, err := newVideoReceiver(s, owner, uint32(t.SSRC()))
 	if err != nil {
 		s.log.Error("video decoder", "err", err)
 		return
@@ -268,6 +268,7 @@ func (s *VideoSocket) read(t *webrtc.TrackRemote) {
 // videoReceiver is the state of one received video stream, owned by its read goroutine.
 type videoReceiver struct {
 	s       *VideoSocket
+	owner   *MediaConfiguration // for the senders' original sizes
 	asm     *vp8.Assembler
 	dec     *vp8.Decoder
 	conv    yuv.Converter
@@ -280,16 +281,17 @@ type videoReceiver struct {
 	pli     []rtcp.Packet
 }
 
-func newVideoReceiver(s *VideoSocket, ssrc uint32) (*videoReceiver, error) {
+func newVideoReceiver(s *VideoSocket, owner *MediaConfiguration, ssrc uint32) (*videoReceiver, error) {
 	dec, err := vp8.NewDecoder()
 	if err != nil {
 		return nil, err
 	}
 	return &videoReceiver{
-		s:   s,
-		asm: vp8.NewAssembler(vp8.AssemblerConfig{}),
-		dec: dec,
-		pli: []rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}},
+		s:     s,
+		owner: owner,
+		asm:   vp8.NewAssembler(vp8.AssemblerConfig{}),
+		dec:   dec,
+		pli:   []rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}},
 	}, nil
 }
 
@@ -339,6 +341,10 @@ func (r *videoReceiver) frame(f vp8.Frame) {
 		return
 	}
 	vb.SourceID = r.csrc
+	vb.OriginalFormat = format
+	if ow, oh, ok := r.owner.originalSize(r.csrc); ok {
+		vb.OriginalFormat.Width, vb.OriginalFormat.Height = ow, oh
+	}
 	vb.Timestamp = time.Duration(f.Timestamp-r.firstTS) * time.Second / vp8.ClockRate
 	if old, dropped := r.s.events.pushMedia(videoEvent{buf: vb}); dropped {
 		r.s.discard(old)

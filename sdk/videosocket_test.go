@@ -9,6 +9,7 @@ import (
 	"github.com/pion/rtp"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-rtc/switchboard/internal/protocol"
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
 	"github.com/switchboard-rtc/switchboard/internal/vp8"
@@ -23,6 +24,7 @@ type videoLog struct {
 	sources  map[uint32]int
 	last     []byte
 	format   media.VideoFormat
+	original media.VideoFormat
 	statuses []VideoSendStatusEvent
 }
 
@@ -33,6 +35,7 @@ func (l *videoLog) settings(s VideoSocketSettings) VideoSocketSettings {
 		l.frames++
 		l.sources[e.Buffer.SourceID]++
 		l.format = e.Buffer.Format()
+		l.original = e.Buffer.OriginalFormat
 		l.last = append(l.last[:0], e.Buffer.Data()...)
 		l.mu.Unlock()
 		e.Buffer.Release()
@@ -94,6 +97,12 @@ func TestVideoReceive(t *testing.T) {
 	}
 	mids := []string{rtc.VideoMID(0), rtc.VideoMID(1), rtc.ScreenShareMID}
 	sizes := [][2]int{{320, 180}, {160, 90}, {640, 360}}
+	// The roster tells the sender's original size of source 100 (forwarded as a smaller
+	// simulcast layer); the others are unknown and report their decoded size.
+	tc.config.rosterUpdated([]protocol.Participant{{ID: "p-1", Identity: "alice", Streams: []protocol.Stream{
+		{Kind: protocol.StreamVideo, Direction: protocol.DirectionSendRecv, SourceID: 100, Width: 1280, Height: 720},
+	}}})
+	originals := [][2]int{{1280, 720}, {160, 90}, {640, 360}}
 	const frames = 30
 	for n := 0; n < frames; n++ {
 		for i, mid := range mids {
@@ -118,6 +127,9 @@ func TestVideoReceive(t *testing.T) {
 		w, h := sizes[i][0], sizes[i][1]
 		if l.format.PixelFormat != media.NV12 || l.format.Width != w || l.format.Height != h {
 			t.Errorf("socket %d: format %v, want NV12 %dx%d", i, l.format, w, h)
+		}
+		if ow, oh := originals[i][0], originals[i][1]; l.original.Width != ow || l.original.Height != oh {
+			t.Errorf("socket %d: original format %v, want %dx%d", i, l.original, ow, oh)
 		}
 		if l.sources[uint32(100+i)] != l.frames {
 			t.Errorf("socket %d: sources %v", i, l.sources)
@@ -263,7 +275,7 @@ func TestVideoFrameAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.log = slog.New(slog.DiscardHandler)
-	r, err := newVideoReceiver(s, 1)
+	r, err := newVideoReceiver(s, nil, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

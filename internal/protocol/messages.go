@@ -235,6 +235,11 @@ type Stream struct {
 	// SourceID identifies the stream in media (CSRC[0] of forwarded RTP) and in subscriptions;
 	// nonzero.
 	SourceID uint32 `json:"sourceId"`
+	// Width and Height are the sender's original picture size of a video or screen-share
+	// stream, when known (0 otherwise). A bot may receive a smaller simulcast layer; this is
+	// the size the sender captures.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
 }
 
 // Participant is one member of a call's roster.

@@ -39,7 +39,8 @@ const (
 	MaxTextBytes = 512
 	// MaxURIBytes bounds a callback URI.
 	MaxURIBytes = 2048
-	// MaxVideoDimension bounds the width and height of a video subscription, in pixels.
+	// MaxVideoDimension bounds the width and height of a video subscription or of a stream's
+	// reported size, in pixels.
 	MaxVideoDimension = 4096
 )
 

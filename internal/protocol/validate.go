@@ -293,6 +293,12 @@ func (p *Participant) Validate() error {
 		if s.SourceID == 0 {
 			return invalid(m, f+".sourceId", "is required (nonzero)")
 		}
+		if s.Width < 0 || s.Height < 0 || s.Width > MaxVideoDimension || s.Height > MaxVideoDimension {
+			return invalid(m, f+".width/height", "%dx%d is outside 0..%d", s.Width, s.Height, MaxVideoDimension)
+		}
+		if (s.Width == 0) != (s.Height == 0) || (s.Width != 0 && s.Kind == StreamAudio) {
+			return invalid(m, f+".width/height", "%dx%d: both or neither, and only for video", s.Width, s.Height)
+		}
 	}
 	return nil
 }

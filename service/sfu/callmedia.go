@@ -172,8 +172,12 @@ func (s *SFU) ReportTo(r Reporter) (cancel func()) {
 					if st.Muted {
 						dir = protocol.DirectionRecvOnly
 					}
-					streams = append(streams, protocol.Stream{Kind: protocol.StreamKind(st.Kind.String()), Direction: dir, SourceID: st.SourceID})
-					key += fmt.Sprintf("%s/%s/%d;", st.Kind, dir, st.SourceID)
+					ps := protocol.Stream{Kind: protocol.StreamKind(st.Kind.String()), Direction: dir, SourceID: st.SourceID}
+					if st.Kind != StreamAudio && st.Width > 0 && st.Height > 0 {
+						ps.Width, ps.Height = st.Width, st.Height
+					}
+					streams = append(streams, ps)
+					key += fmt.Sprintf("%s/%s/%d/%dx%d;", st.Kind, dir, st.SourceID, ps.Width, ps.Height)
 				}
 				k := [2]string{confID, p.ID}
 				seen[k] = true

@@ -28,6 +28,22 @@ var codecLayers = [3][2]int{{160, 96}, {320, 192}, {640, 384}}
 func TestRealCodecs(t *testing.T) {
 	s := newTestSFU(t, Config{})
 	c, _ := s.Conference("codecs")
+	var wmu sync.Mutex
+	var announced [2]int // the camera's size as the latest roster event tells it
+	defer c.Watch(func(e Event) {
+		if e.Kind != EventRoster {
+			return
+		}
+		for _, p := range e.Roster {
+			for _, st := range p.Streams {
+				if st.Kind == StreamVideo {
+					wmu.Lock()
+					announced = [2]int{st.Width, st.Height}
+					wmu.Unlock()
+				}
+			}
+		}
+	})()
 	api := clientAPI(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -293,6 +309,12 @@ func TestRealCodecs(t *testing.T) {
 			}
 		}
 		return false
+	})
+	// The roster announces the sender's full size once its top layer's key frame was seen.
+	eventually(t, "roster announces the camera's size", func() bool {
+		wmu.Lock()
+		defer wmu.Unlock()
+		return announced == codecLayers[2]
 	})
 	if err := rp.Subscribe(vsrc, LayerLow); err != nil {
 		t.Fatal(err)

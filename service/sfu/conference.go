@@ -211,9 +211,15 @@ func (c *Conference) Tick(now time.Duration) {
 		}
 	}
 	var sinks []*videoSink
+	var roster []ParticipantInfo
+	sized := false
 	for _, pub := range c.pubs {
 		if pub.kind == StreamAudio {
 			continue
+		}
+		if sz := pub.topSize(); sz != pub.sizeReported {
+			pub.sizeReported = sz
+			sized = true
 		}
 		for i := range pub.layers {
 			if u := pub.layers[i].Load(); u != nil && dt > 0 {
@@ -227,6 +233,10 @@ func (c *Conference) Tick(now time.Duration) {
 	if moved {
 		c.rewireLocked()
 	}
+	if sized {
+		// A sender's picture size became known or changed: the roster carries it.
+		roster = c.rosterLocked()
+	}
 	var who string
 	if changed {
 		if pub := c.pubs[dom]; pub != nil {
@@ -237,6 +247,9 @@ func (c *Conference) Tick(now time.Duration) {
 	wall := time.Now().UnixNano()
 	for _, s := range sinks {
 		s.retarget(wall)
+	}
+	if roster != nil {
+		c.emit(Event{Kind: EventRoster, Roster: roster})
 	}
 	if changed && dom != prev {
 		c.emit(Event{Kind: EventDominantSpeaker, DominantSource: dom, DominantParticipant: who})

@@ -198,6 +198,19 @@ type published struct {
 	source uint32
 	layers [maxLayers]atomic.Pointer[upstream] // written under the conference's lock
 	muted  bool
+	// sizeReported is the picture size of the highest layer last put in a roster event (under
+	// the conference's lock), so that a new size is announced once.
+	sizeReported [2]int32
+}
+
+// topSize is the picture size of the highest layer present (0, 0 until a key frame was seen).
+func (p *published) topSize() [2]int32 {
+	for l := maxLayers - 1; l >= 0; l-- {
+		if u := p.layers[l].Load(); u != nil {
+			return [2]int32{u.width.Load(), u.height.Load()}
+		}
+	}
+	return [2]int32{}
 }
 
 // layer returns the present layer nearest to want, preferring lower ones.
