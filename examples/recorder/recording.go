@@ -65,9 +65,14 @@ func newRecording(opts options, p *sdk.MediaPlatform, c *sdk.Call) *recording {
 
 func (r *recording) events() sdk.CallEvents {
 	return sdk.CallEvents{
-		OnIncomingCall:           r.answer,
-		OnRosterUpdated:          func(ps []sdk.Participant) { r.roster = ps; r.resubscribe() },
-		OnDominantSpeakerChanged: func(id uint32) { r.dominant = id; r.resubscribe() },
+		OnIncomingCall:  r.answer,
+		OnRosterUpdated: func(ps []sdk.Participant) { r.roster = ps; r.resubscribe() },
+		OnDominantSpeakerChanged: func(id uint32) {
+			if id != 0 { // 0 is silence: keep recording the last speaker
+				r.dominant = id
+				r.resubscribe()
+			}
+		},
 		OnOperationCompleted: func(res sdk.OperationResult) {
 			if res.Err != nil {
 				r.log.Warn("operation failed", "type", res.Type, "err", res.Err)
@@ -139,29 +144,7 @@ func (r *recording) resubscribe() {
 	if len(r.videos) == 0 || r.media == nil {
 		return
 	}
-	var want []uint32
-	for _, p := range r.roster {
-		if p.IsBot {
-			continue
-		}
-		video, speaks := uint32(0), false
-		for _, s := range p.Streams {
-			switch s.Kind {
-			case sdk.StreamVideo:
-				video = s.SourceID
-			case sdk.StreamAudio:
-				speaks = s.SourceID == r.dominant && r.dominant != 0
-			}
-		}
-		if video == 0 {
-			continue
-		}
-		if speaks && r.opts.video == "dominant" {
-			want = append([]uint32{video}, want...)
-		} else {
-			want = append(want, video)
-		}
-	}
+	want := wanted(r.roster, r.dominant, r.opts.video == "dominant")
 	for i, v := range r.videos {
 		var src uint32
 		if i < len(want) {
@@ -185,6 +168,35 @@ func (r *recording) resubscribe() {
 		r.log.Info("recording video", "socket", i, "source", src)
 		r.subscribed[i] = src
 	}
+}
+
+// wanted lists the video sources to record, in socket order: every participant's video (bots'
+// excepted) in roster order, with the dominant speaker's first when dominantFirst.
+func wanted(roster []sdk.Participant, dominant uint32, dominantFirst bool) []uint32 {
+	var want []uint32
+	for _, p := range roster {
+		if p.IsBot {
+			continue
+		}
+		video, speaks := uint32(0), false
+		for _, s := range p.Streams {
+			switch s.Kind {
+			case sdk.StreamVideo:
+				video = s.SourceID
+			case sdk.StreamAudio:
+				speaks = s.SourceID == dominant && dominant != 0
+			}
+		}
+		if video == 0 {
+			continue
+		}
+		if speaks && dominantFirst {
+			want = append([]uint32{video}, want...)
+		} else {
+			want = append(want, video)
+		}
+	}
+	return want
 }
 
 // onAudio runs on the audio socket's event goroutine.
