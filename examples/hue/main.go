@@ -30,6 +30,9 @@ func main() {
 	flag.BoolVar(&opts.echo, "echo", false, "send the call's audio back as well")
 	flag.BoolVar(&opts.label, "label", true, "draw the dominant speaker's name on the video")
 	flag.Parse()
+	if cfg.AppID == "" {
+		cfg.AppID = "hue"
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -30,6 +30,9 @@ func main() {
 	flag.StringVar(&opts.video, "video", "pattern", "video to play: a .y4m file, pattern (a test card with a clock) or none")
 	flag.BoolVar(&opts.loop, "loop", false, "play the clip again and again instead of ending the call")
 	flag.Parse()
+	if cfg.AppID == "" {
+		cfg.AppID = "player"
+	}
 
 	// Load and check the media once, up front: a file the player cannot play is an error now,
 	// not in every call.

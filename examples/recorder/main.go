@@ -35,6 +35,9 @@ func main() {
 	flag.Float64Var(&opts.fps, "fps", 30, "frame rate of the Y4M files (frames are repeated or skipped to keep time)")
 	flag.DurationVar(&opts.snapshotEvery, "snapshot-every", 5*time.Second, "media time between PNG snapshots of each video; 0 disables them")
 	flag.Parse()
+	if cfg.AppID == "" {
+		cfg.AppID = "recorder"
+	}
 	if err := opts.check(); err != nil {
 		fmt.Fprintln(os.Stderr, "recorder:", err)
 		os.Exit(2)
