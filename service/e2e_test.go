@@ -424,7 +424,9 @@ func TestConferenceEndToEnd(t *testing.T) {
 		}
 		return false
 	})
-	t.Logf("bot video: 640×360 layer of a 1280×720 camera; OriginalFormat reported %dx%d", orig.Width, orig.Height)
+	if orig.Width != 1280 || orig.Height != 720 {
+		t.Errorf("the bot's 640×360 frames report an original size of %dx%d, want the camera's 1280x720", orig.Width, orig.Height)
+	}
 
 	// Cid leaves: gone from every roster, the bot's too.
 	if err := c.Leave(ctx); err != nil {
@@ -498,5 +500,34 @@ func TestEchoBotEndToEnd(t *testing.T) {
 	_ = j
 	if err := p.Leave(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEchoTwoCallers: two browsers call the same echo bot process at once, and both get their
+// media back (two calls between the service and one bot process, whose media shares one UDP
+// port on the bot's side).
+func TestEchoTwoCallers(t *testing.T) {
+	s := newConfServer(t, Conferencing{})
+	runEcho(t, s)
+	var peers []*testpeer.Peer
+	for i, name := range []string{"Ann", "Bob"} {
+		pitch := 1 + 0.3*float64(i)
+		p := dialPeer(t, s, testpeer.Config{Name: name, Audio: func(n int, pcm []int16) { testpeer.Tone(n, pcm, pitch, 8000) }})
+		if _, err := p.CallBot(t.Context(), "echo"); err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, p)
+	}
+	for _, p := range peers {
+		eventually(t, "echoed audio for every caller", func() bool {
+			for _, e := range p.Roster() {
+				for _, st := range e.Streams {
+					if e.IsBot && st.Kind == "audio" && p.Packets(st.SourceID) >= 50 {
+						return true
+					}
+				}
+			}
+			return false
+		})
 	}
 }

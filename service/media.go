@@ -23,13 +23,19 @@ import (
 	"github.com/switchboard-rtc/switchboard/web"
 )
 
-// Conferencing makes a Server the whole calling service: the SFU on one UDP port (every peer
-// connection shares it), the SFU as the call layer's media, the browser signalling at /ws and
-// the web page at /. The zero value takes everything from the configuration.
+// Conferencing makes a Server the whole calling service: the SFU (the call layer's media), the
+// browser signalling at /ws and the web page at /. The zero value takes everything from the
+// configuration.
+//
+// Media ports: with a range in the configuration's mediaPorts (the default, 40000-40999), every
+// peer connection takes its own UDP port from the range. That is what lets one bot process, whose
+// media shares one UDP port, hold several calls: two connections between the same pair of
+// sockets could not be told apart. With a single port (min = max) or UDPAddr, every connection
+// shares that one socket; a bot process then gets media for one call at a time.
 type Conferencing struct {
-	// UDPAddr is the media socket's address, host:port. Empty: the first free port of the
-	// configuration's mediaPorts, on 127.0.0.1 when the service is loopback-only, else on
-	// every interface.
+	// UDPAddr, if set, is the one media socket every connection shares, host:port (port 0: a
+	// free one). Empty: as the configuration's mediaPorts say (above), on 127.0.0.1 when the
+	// service is loopback-only, else on every interface.
 	UDPAddr string
 	// PublicIPs are announced to browsers and bots instead of the host's addresses (a 1:1 NAT
 	// in front of the service). Empty: the public URL's host when it is an IP address or
@@ -48,6 +54,7 @@ type conferencing struct {
 	unreport func()
 	loopback bool
 	public   []string
+	ports    config.PortRange // the per-connection port range; zero with one shared socket
 }
 
 // Loopback reports whether the configuration keeps the service on this machine: it listens on
@@ -72,27 +79,26 @@ func (s *Server) startMedia(c Conferencing) (*conferencing, error) {
 	if len(m.public) == 0 && !m.loopback {
 		m.public = publicIPs(s.cfg.PublicURL, s.log)
 	}
-	addr := c.UDPAddr
-	if addr == "" {
-		host := ""
-		if m.loopback {
-			host = "127.0.0.1"
-		}
-		var err error
-		if addr, err = freeUDPPort(host, s.cfg.MediaPorts); err != nil {
-			return nil, err
-		}
-	}
-	var err error
-	m.sfu, err = sfu.New(sfu.Config{
-		UDPAddr:       addr,
+	scfg := sfu.Config{
+		UDPAddr:       c.UDPAddr,
 		Loopback:      m.loopback,
 		PublicIPs:     m.public,
 		BotAudioSlots: c.BotAudioSlots,
 		Registerer:    s.metrics,
 		Logger:        s.log.With("component", "sfu"),
-	})
-	if err != nil {
+	}
+	if r := s.cfg.MediaPorts; scfg.UDPAddr == "" && r.Min == r.Max {
+		host := ""
+		if m.loopback {
+			host = "127.0.0.1"
+		}
+		scfg.UDPAddr = net.JoinHostPort(host, strconv.Itoa(r.Min))
+	} else if scfg.UDPAddr == "" {
+		scfg.PortMin, scfg.PortMax = uint16(r.Min), uint16(r.Max)
+		m.ports = r
+	}
+	var err error
+	if m.sfu, err = sfu.New(scfg); err != nil {
 		return nil, fmt.Errorf("start media server: %w", err)
 	}
 	return m, nil
@@ -153,22 +159,6 @@ func (m *conferencing) close() {
 	_ = m.sfu.Close()
 }
 
-// freeUDPPort returns host:port for the first port of r that can be bound on host.
-func freeUDPPort(host string, r config.PortRange) (string, error) {
-	var last error
-	for p := r.Min; p <= r.Max; p++ {
-		addr := net.JoinHostPort(host, strconv.Itoa(p))
-		conn, err := net.ListenPacket("udp4", addr)
-		if err != nil {
-			last = err
-			continue
-		}
-		_ = conn.Close()
-		return addr, nil
-	}
-	return "", fmt.Errorf("media ports %s: no free UDP port on %q: %w", r, host, last)
-}
-
 // publicIPs are the IPv4 addresses of the public URL's host: the address itself, or what the
 // name resolves to (nothing, with a warning, when it does not resolve).
 func publicIPs(publicURL string, log *slog.Logger) []string {
@@ -200,12 +190,22 @@ func publicIPs(publicURL string, log *slog.Logger) []string {
 	return out
 }
 
-// MediaAddr is the SFU's UDP address, nil without conferencing.
+// MediaAddr is the SFU's one shared UDP socket's address; nil without conferencing or when
+// every connection takes its own port (MediaPorts).
 func (s *Server) MediaAddr() net.Addr {
 	if s.media == nil {
 		return nil
 	}
 	return s.media.sfu.UDPAddr()
+}
+
+// MediaPorts is the UDP port range the SFU's connections take their ports from; zero without
+// conferencing or with one shared socket (MediaAddr).
+func (s *Server) MediaPorts() config.PortRange {
+	if s.media == nil {
+		return config.PortRange{}
+	}
+	return s.media.ports
 }
 
 // SFU is the media server, nil without conferencing.

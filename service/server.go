@@ -273,7 +273,15 @@ func (s *Server) Describe(w io.Writer) {
 	fmt.Fprintf(w, "switchboard listening on %s (%s)\n", s.ln.Addr(), s.cfg.Scheme())
 	if s.media != nil {
 		fmt.Fprintf(w, "  page:    %s/\n", s.url)
-		fmt.Fprintf(w, "  media:   UDP %s", s.MediaAddr())
+		if r := s.MediaPorts(); r.Max > 0 {
+			host := "every interface"
+			if s.media.loopback {
+				host = "127.0.0.1"
+			}
+			fmt.Fprintf(w, "  media:   UDP ports %s on %s, one per connection", r, host)
+		} else {
+			fmt.Fprintf(w, "  media:   UDP %s, shared by every connection", s.MediaAddr())
+		}
 		if s.media.loopback {
 			fmt.Fprint(w, " (loopback only)")
 		}
