@@ -46,7 +46,7 @@ func (f *memFile) Seek(off int64, whence int) (int64, error) {
 
 // wavOf is a WAV file of a 400 Hz tone, seconds long, at rate with channels (every channel
 // the same).
-func wavOf(t *testing.T, rate, channels int, seconds float64) []byte {
+func wavOf(t testing.TB, rate, channels int, seconds float64) []byte {
 	t.Helper()
 	var f memFile
 	w, err := wav.NewWriter(&f, rate, channels)
@@ -349,4 +349,18 @@ func TestY4MClip(t *testing.T) {
 	if _, err := openY4M(filepath.Join(t.TempDir(), "none.y4m"), false); err == nil {
 		t.Fatal("opened a missing file")
 	}
+}
+
+// FuzzDecodeWAV feeds hostile files (seeded with real ones) to the player's loader: an error,
+// never a panic, and never more than maxAudio samples.
+func FuzzDecodeWAV(f *testing.F) {
+	for _, seed := range [][2]int{{16000, 1}, {48000, 2}, {8000, 1}, {44100, 1}} {
+		f.Add(wavOf(f, seed[0], seed[1], 0.05))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pcm, err := decodeWAV(bytes.NewReader(data))
+		if err == nil && (len(pcm) == 0 || len(pcm) > maxAudio) {
+			t.Fatalf("%d samples", len(pcm))
+		}
+	})
 }
