@@ -38,7 +38,7 @@ type options struct {
 	spawn, jsonOut       bool
 	quiet, logs          bool
 	botArgs, serviceArgs string
-	peerPorts            string
+	peerPorts, loadBot   string
 	profile              string
 	keep                 bool
 }
@@ -66,6 +66,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.spawn, "spawn", false, "build and start switchboard serve and examples/<bot> on loopback")
 	fs.StringVar(&o.botArgs, "bot-args", "", "extra flags for the spawned bot (space separated)")
 	fs.StringVar(&o.serviceArgs, "service-args", "", "extra flags for the spawned service (space separated)")
+	fs.StringVar(&o.loadBot, "load-bot", "", "with -spawn: instead of examples/<bot>, run the instrumented load bot (`switchboard-load bot`) in this mode: sendrecv (echo's audio path) or recvonly; registered as -bot")
 	fs.StringVar(&o.peerPorts, "peer-ports", "", "with -spawn: run the service with one UDP port per peer connection from this range (e.g. 20000-29999) instead of `switchboard serve`'s one shared port; see docs/load.md")
 	fs.BoolVar(&o.logs, "logs", false, "copy the spawned processes' logs to stderr")
 	fs.BoolVar(&o.keep, "keep", false, "keep the spawned processes' work directory (binaries, configuration, logs)")
@@ -93,6 +94,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == serveCommand {
 		return serve(args[1:], stderr)
 	}
+	if len(args) > 0 && args[0] == botCommand {
+		return runBot(args[1:], stderr)
+	}
 	o, err := parse(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -109,11 +113,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var debug map[string]string // process name → pprof base URL
 	if o.spawn {
-		sc := loadgen.SpawnConfig{Bot: cfg.Bot, BotArgs: strings.Fields(o.botArgs), ServiceArgs: strings.Fields(o.serviceArgs), PeerPorts: o.peerPorts}
+		sc := loadgen.SpawnConfig{Bot: cfg.Bot, BotArgs: strings.Fields(o.botArgs), ServiceArgs: strings.Fields(o.serviceArgs), PeerPorts: o.peerPorts, LoadBot: o.loadBot}
 		if o.logs {
 			sc.Logs = stderr
 		}
-		fmt.Fprintf(stderr, "building and starting switchboard and examples/%s...\n", cfg.Bot)
+		what := "examples/" + cfg.Bot
+		if o.loadBot != "" {
+			what = "the " + o.loadBot + " load bot"
+		}
+		fmt.Fprintf(stderr, "building and starting the service and %s...\n", what)
 		sp, err := loadgen.Spawn(ctx, sc)
 		if err != nil {
 			fmt.Fprintln(stderr, "switchboard-load:", err)

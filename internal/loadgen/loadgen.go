@@ -221,36 +221,39 @@ func (g *Generator) startSending(c *call) {
 	grp.Store(&next)
 }
 
-// send is the one goroutine that paces every call's packets: each 2 ms tick one group of
-// calls sends its next frame, so every call sends every 20 ms on an absolute schedule.
+// send is the one goroutine that paces every call's packets: tick n (every 2 ms) sends the next
+// frame of pacing group n mod 10, so every call sends every 20 ms on an absolute schedule. When
+// the goroutine runs late (a busy machine) it catches up on the overdue ticks at once, as a
+// browser's audio thread does; only past maxBehind does it skip them.
 func (g *Generator) send() {
 	defer g.wg.Done()
-	const tick = frameDuration / sendGroups
+	const (
+		tick      = frameDuration / sendGroups
+		maxBehind = 10 * frameDuration
+	)
 	start := time.Now()
 	t := time.NewTimer(tick)
 	defer t.Stop()
-	for n := 1; ; n++ {
+	n := 1
+	for {
 		select {
 		case <-g.stop:
 			return
 		case <-t.C:
 		}
 		now := time.Now()
-		for _, c := range *g.sending[n%sendGroups].Load() {
-			if c.state.Load() > stateEstablished {
-				continue
+		if behind := now.Sub(start.Add(time.Duration(n) * tick)); behind > maxBehind {
+			n += int(behind / tick)
+		}
+		for ; !start.Add(time.Duration(n) * tick).After(now); n++ {
+			for _, c := range *g.sending[n%sendGroups].Load() {
+				if c.state.Load() > stateEstablished {
+					continue
+				}
+				c.sendFrame(g.sig, now.UnixNano())
 			}
-			c.sendFrame(g.sig, now.UnixNano())
 		}
-		next := start.Add(time.Duration(n+1) * tick)
-		if d := time.Until(next); d > 0 {
-			t.Reset(d)
-		} else {
-			// Behind schedule: skip the missed ticks rather than bursting.
-			skip := int(-d/tick) + 1
-			n += skip
-			t.Reset(time.Until(start.Add(time.Duration(n+1) * tick)))
-		}
+		t.Reset(time.Until(start.Add(time.Duration(n) * tick)))
 	}
 }
 

@@ -61,9 +61,8 @@ type rosterEntry struct {
 // call is one participant: a WebSocket to the service's /ws, a publisher peer connection that
 // sends the signal and a subscriber one that receives the bot's audio.
 type call struct {
-	id  int
-	g   *Generator
-	log func(string, ...any)
+	id int
+	g  *Generator
 
 	ws       *websocket.Conn
 	pub, sub *webrtc.PeerConnection

@@ -38,6 +38,10 @@ type SpawnConfig struct {
 	// serve-per-connection`: the same service, but every peer connection on its own UDP port
 	// from the range, and /debug/pprof/ served. Empty runs `switchboard serve` itself.
 	PeerPorts string
+	// LoadBot, when set ("sendrecv" or "recvonly"), runs `switchboard-load bot -mode LoadBot`
+	// (an instrumented bot serving sdk.AudioMetrics) instead of examples/<Bot>; Bot is then only
+	// its app id.
+	LoadBot string
 	// Logs receives both processes' output (nil: discarded; it is kept in the work directory).
 	Logs io.Writer
 }
@@ -71,13 +75,19 @@ func Spawn(ctx context.Context, sc SpawnConfig) (*Spawned, error) {
 		return nil, fmt.Errorf("loadgen: work directory: %w", err)
 	}
 	s := &Spawned{Dir: dir}
-	svcBin, botBin := filepath.Join(dir, "switchboard"), filepath.Join(dir, sc.Bot)
-	svcPkg, svcArgs := "./cmd/switchboard", []string{"serve"}
+	loadBin := filepath.Join(dir, "switchboard-load")
+	svcBin, svcPkg, svcArgs := filepath.Join(dir, "switchboard"), "./cmd/switchboard", []string{"serve"}
 	if sc.PeerPorts != "" {
-		svcBin, svcPkg = filepath.Join(dir, "switchboard-load"), "./cmd/switchboard-load"
+		svcBin, svcPkg = loadBin, "./cmd/switchboard-load"
 		svcArgs = []string{"serve-per-connection", "-peer-ports", sc.PeerPorts}
 	}
-	for _, b := range []struct{ out, pkg string }{{svcBin, svcPkg}, {botBin, "./examples/" + sc.Bot}} {
+	botBin, botPkg, botArgs := filepath.Join(dir, sc.Bot), "./examples/"+sc.Bot, []string(nil)
+	if sc.LoadBot != "" {
+		botBin, botPkg, botArgs = loadBin, "./cmd/switchboard-load", []string{"bot", "-mode", sc.LoadBot}
+	}
+	builds := map[string]string{svcBin: svcPkg, botBin: botPkg}
+	for out, pkg := range builds {
+		b := struct{ out, pkg string }{out, pkg}
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.out, b.pkg)
 		cmd.Dir = mod
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -113,8 +123,8 @@ func Spawn(ctx context.Context, sc SpawnConfig) (*Spawned, error) {
 	if ok, _ := servesPath(ctx, s.ServiceURL+"/debug/pprof/"); ok {
 		s.ServiceDebug = s.ServiceURL + "/debug/pprof/"
 	}
-	args := []string{"-service", s.ServiceURL, "-app", sc.Bot, "-listen", botListen}
-	if hasFlag(ctx, botBin, DebugListenFlag) {
+	args := append(botArgs, "-service", s.ServiceURL, "-app", sc.Bot, "-listen", botListen)
+	if hasFlag(ctx, botBin, botArgs, DebugListenFlag) {
 		debug := fmt.Sprintf("127.0.0.1:%d", ports[2])
 		args = append(args, "-"+DebugListenFlag, debug)
 		s.BotMetricsURL = "http://" + debug + "/metrics"
@@ -243,10 +253,10 @@ func randomHex(n int) string {
 }
 
 // hasFlag reports whether a command's -h output lists the flag.
-func hasFlag(ctx context.Context, bin, name string) bool {
+func hasFlag(ctx context.Context, bin string, args []string, name string) bool {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, _ := exec.CommandContext(cctx, bin, "-h").CombinedOutput()
+	out, _ := exec.CommandContext(cctx, bin, append(args, "-h")...).CombinedOutput()
 	return bytes.Contains(out, []byte("-"+name+" ")) || bytes.Contains(out, []byte("-"+name+"\n"))
 }
 
