@@ -42,9 +42,15 @@ lint:
 unit:
 	$(GO) test $(GOFLAGS_TEST) ./...
 
-## bench: the Go benchmarks of the media primitives.
+## bench: the Go benchmarks, then 50 echo calls for 20 s through the service (switchboard-load;
+## docs/load.md), summed up in one table. BENCHTIME shortens or lengthens the benchmarks.
+BENCHTIME ?= 200ms
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./... | tee "$$d/go.txt"; \
+	$(GO) build -o "$$d/switchboard-load" ./cmd/switchboard-load; \
+	"$$d/switchboard-load" -spawn -peer-ports 20000-29999 -bot echo -calls 50 -rate 20 -duration 20s -json > "$$d/load.json" || true; \
+	echo; echo "== summary"; "$$d/switchboard-load" summary "$$d/go.txt" "$$d/load.json"
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

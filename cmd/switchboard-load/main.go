@@ -97,6 +97,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == botCommand {
 		return runBot(args[1:], stderr)
 	}
+	if len(args) > 0 && args[0] == summaryCommand {
+		return summary(args[1:], stdout, stderr)
+	}
 	o, err := parse(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
