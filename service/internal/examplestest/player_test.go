@@ -9,6 +9,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/media"
 	"github.com/switchboard-rtc/switchboard/media/nv12"
 	"github.com/switchboard-rtc/switchboard/media/wav"
+	"github.com/switchboard-rtc/switchboard/media/y4m"
 	"github.com/switchboard-rtc/switchboard/service/internal/testpeer"
 )
 
@@ -103,5 +104,53 @@ func TestPlayer(t *testing.T) {
 	played := player.waitLog(t, "audio played", nil)
 	if n := played["frames"].(float64); int(n) != clipFrames {
 		t.Errorf("the player sent %v audio frames of a %d-frame clip", n, clipFrames)
+	}
+}
+
+// TestPlayerClip: the player plays a Y4M clip (no WAV): an observer bot sees the clip's frames,
+// and the player ends the call when the clip has played, every frame sent or dropped once.
+func TestPlayerClip(t *testing.T) {
+	const frames = 40 // 4 s at 10 fps
+	path := filepath.Join(t.TempDir(), "clip.y4m")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	format := media.VideoFormat{PixelFormat: media.NV12, Width: 320, Height: 180, FrameRate: 10}
+	w, err := y4m.NewWriter(f, format)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := media.NewVideoBuffer(format)
+	for i := range frames {
+		_ = nv12.FillRect(b, 0, 0, 320, 180, nv12.Color{Y: byte(40 + 4*i), U: 90, V: 170})
+		if err := w.WriteFrame(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+
+	e := newEnv(t, "player", "observer")
+	obs := newObserver(t, e, "player")
+	player := e.start(t, "player", "-video", path)
+	ann := e.dial(t, testpeer.Config{Name: "Ann"})
+	j, err := ann.CallBot(t.Context(), "player")
+	if err != nil {
+		t.Fatal(err)
+	}
+	botSources(t, ann, "player", false, true)
+	obs.invite(t, e, j.ConferenceID)
+	got := obs.waitFrames(t, 5)
+	g := got.Format()
+	l := meanLuma(got, 0, 0, g.Width, g.Height)
+	u, v := meanChroma(got, 0, 0, g.Width, g.Height)
+	t.Logf("observer sees %dx%d, luma %.0f, chroma %.0f %.0f", g.Width, g.Height, l, u, v)
+	if l < 30 || l > 40+4*frames+10 || math.Abs(u-90) > 12 || math.Abs(v-170) > 12 {
+		t.Errorf("a frame of luma %.0f, chroma %.0f %.0f is not one of the clip's", l, u, v)
+	}
+	player.waitLog(t, "the clip has played; ending the call", nil)
+	played := player.waitLog(t, "video played", nil)
+	if n := played["frames"].(float64) + played["dropped"].(float64); int(n) != frames {
+		t.Errorf("the player sent %v and dropped %v frames of a %d-frame clip", played["frames"], played["dropped"], frames)
 	}
 }
