@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/switchboard-rtc/switchboard/media"
 	"github.com/switchboard-rtc/switchboard/media/nv12"
@@ -363,4 +364,57 @@ func FuzzDecodeWAV(f *testing.F) {
 			t.Fatalf("%d samples", len(pcm))
 		}
 	})
+}
+
+func TestClockText(t *testing.T) {
+	want := media.NewVideoBuffer(media.NV12_320x180_15)
+	got := media.NewVideoBuffer(media.NV12_320x180_15)
+	_ = nv12.DrawText(want, 4, 150, "01:02.034  #1234", nv12.TextStyle{Scale: 2, Color: nv12.White})
+	drawClock(got, 4, 150, 2, time.Minute+2034*time.Millisecond, 1234)
+	if !bytes.Equal(want.Data(), got.Data()) {
+		t.Fatal("the clock is not drawn as its text")
+	}
+}
+
+// TestPerFrameAllocs: once warm, a frame of the test card and a frame of audio cost no
+// allocation.
+func TestPerFrameAllocs(t *testing.T) {
+	if media.DebugChecks {
+		t.Skip("the checking builds' buffer checks are not what is measured")
+	}
+	v := newVideoPump(releaser{}, &pattern{})
+	v.status(sdk.VideoSendStatusEvent{Status: sdk.Active, PreferredFormat: media.NV12_640x360_30})
+	v.tick()
+	if n := testing.AllocsPerRun(50, func() { v.tick() }); n != 0 {
+		t.Errorf("video: %v allocations per frame", n)
+	}
+	sock := &fakeAudio{active: true, samples: make([]int16, 0, 1<<20), queued: make([]*media.AudioBuffer, 0, 64)}
+	a := newAudioPump(sock, make([]int16, 1000*media.FrameSamples), true)
+	a.status(true)
+	a.fill()
+	if n := testing.AllocsPerRun(50, func() {
+		sock.tick(a)
+		sock.mu.Lock()
+		sock.queued = append(sock.queued[:0], sock.queued...) // keep the backing array
+		sock.samples = sock.samples[:0]
+		sock.mu.Unlock()
+		a.fill()
+	}); n != 0 {
+		t.Errorf("audio: %v allocations per frame", n)
+	}
+}
+
+type releaser struct{}
+
+func (releaser) Send(b *media.VideoBuffer) error { b.Release(); return nil }
+
+// BenchmarkPatternFrame is the test card's cost per 640×360 frame.
+func BenchmarkPatternFrame(b *testing.B) {
+	buf := media.NewVideoBuffer(media.NV12_640x360_30)
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		drawPattern(buf, n, time.Duration(n)*33*time.Millisecond)
+		n++
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -74,9 +75,44 @@ func drawPattern(dst *media.VideoBuffer, n int, elapsed time.Duration) {
 	}
 	_ = nv12.FillRect(dst, x&^1, barsH+2, box, box, nv12.White)
 	scale := max(h/90&^1, 1)
+	drawClock(dst, 2*scale, h-(nv12.GlyphHeight+2)*scale, scale, elapsed, n)
+}
+
+// chars are one-character strings, so that the clock is drawn without building a string.
+var chars = func() (t [128]string) {
+	for c := range t {
+		t[c] = string(rune(c))
+	}
+	return t
+}()
+
+// drawClock draws "mm:ss.mmm  #n" at (x, y), allocating nothing.
+func drawClock(dst *media.VideoBuffer, x, y, scale int, elapsed time.Duration, n int) {
+	var buf [40]byte
 	ms := elapsed.Milliseconds()
-	clock := fmt.Sprintf("%02d:%02d.%03d  #%d", ms/60000, ms/1000%60, ms%1000, n)
-	_ = nv12.DrawText(dst, 2*scale, h-(nv12.GlyphHeight+2)*scale, clock, nv12.TextStyle{Scale: scale, Color: nv12.White})
+	b := appendPadded(buf[:0], ms/60000, 2)
+	b = append(b, ':')
+	b = appendPadded(b, ms/1000%60, 2)
+	b = append(b, '.')
+	b = appendPadded(b, ms%1000, 3)
+	b = append(b, ' ', ' ', '#')
+	b = strconv.AppendInt(b, int64(n), 10)
+	style := nv12.TextStyle{Scale: scale, Color: nv12.White}
+	for i, c := range b {
+		_ = nv12.DrawText(dst, x+i*nv12.Advance*scale, y, chars[c&127], style)
+	}
+}
+
+// appendPadded appends v in decimal with at least width digits.
+func appendPadded(b []byte, v int64, width int) []byte {
+	start := len(b)
+	b = strconv.AppendInt(b, v, 10)
+	for len(b)-start < width {
+		b = append(b, 0)
+		copy(b[start+1:], b[start:])
+		b[start] = '0'
+	}
+	return b
 }
 
 // y4mClip plays a Y4M file, scaled to the size asked for.

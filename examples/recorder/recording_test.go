@@ -199,3 +199,34 @@ func TestOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestPerFrameAllocs: writing a frame of audio or of video to its file allocates nothing.
+func TestPerFrameAllocs(t *testing.T) {
+	if media.DebugChecks {
+		t.Skip("the checking builds' buffer checks are not what is measured")
+	}
+	dir := t.TempDir()
+	a, err := newAudioTrack(filepath.Join(dir, "a.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	pcm := make([]int16, media.FrameSamples)
+	i := int64(0)
+	if n := testing.AllocsPerRun(100, func() { _ = a.write(i, pcm); i++ }); n != 0 {
+		t.Errorf("audio: %v allocations per frame", n)
+	}
+	rec := &recording{opts: options{fps: 30}, dir: dir, log: slog.New(slog.DiscardHandler)}
+	v := &videoTrack{rec: rec}
+	defer v.close()
+	b := media.NewVideoBuffer(media.NV12_640x360_30)
+	ts := time.Duration(0)
+	_ = v.record(b)
+	if n := testing.AllocsPerRun(30, func() {
+		ts += 33333 * time.Microsecond
+		b.Timestamp = ts
+		_ = v.record(b)
+	}); n != 0 {
+		t.Errorf("video: %v allocations per frame", n)
+	}
+}
