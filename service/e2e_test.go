@@ -171,6 +171,7 @@ type recordingBot struct {
 	video       *sdk.VideoSocket
 	established bool
 	frames      []audioFrame // the last received audio frames
+	audioTotal  int          // every audio frame received
 	dominant    []uint32
 	roster      []sdk.Participant
 	videoFrames int
@@ -215,6 +216,7 @@ func (b *recordingBot) newCall(c *sdk.Call) sdk.CallEvents {
 				e.Buffer.Release()
 				b.mu.Lock()
 				b.frames = append(b.frames, f)
+				b.audioTotal++
 				if len(b.frames) > 500 {
 					b.frames = slices.Delete(b.frames, 0, 250)
 				}

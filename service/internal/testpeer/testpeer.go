@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/pion/logging"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -53,6 +54,48 @@ type Config struct {
 	Video     bool
 	Layers    [3][2]int
 	FrameRate int
+	// Loop encodes Audio's first second once and sends it over and over (load tests: no Opus
+	// encoding per frame). SetAudio does not apply then.
+	Loop bool
+	// CountOnly counts received audio packets without decoding them (load tests).
+	CountOnly bool
+	// Stamps, shared by the peers of a test, measures the forwarding delay of audio: senders
+	// note when they sent each payload, receivers look the payload up (the SFU forwards
+	// payloads unchanged).
+	Stamps *Stamps
+}
+
+// Stamps maps audio payloads to the time they were last sent. It is safe for concurrent use.
+type Stamps struct {
+	mu   sync.Mutex
+	sent map[uint64]int64
+}
+
+// NewStamps makes an empty Stamps.
+func NewStamps() *Stamps { return &Stamps{sent: map[uint64]int64{}} }
+
+func payloadKey(b []byte) uint64 {
+	h := uint64(14695981039346656037) // FNV-1a
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+func (s *Stamps) put(payload []byte, t int64) {
+	k := payloadKey(payload)
+	s.mu.Lock()
+	s.sent[k] = t
+	s.mu.Unlock()
+}
+
+func (s *Stamps) since(payload []byte, now int64) (time.Duration, bool) {
+	k := payloadKey(payload)
+	s.mu.Lock()
+	t, ok := s.sent[k]
+	s.mu.Unlock()
+	return time.Duration(now - t), ok
 }
 
 // Joined is the service's joined message.
@@ -94,6 +137,7 @@ type Peer struct {
 	pcm       map[uint32][]int16
 	packets   map[uint32]int
 	video     map[uint32]*VideoStats
+	delays    []time.Duration
 	startOnce sync.Once
 
 	audioTrack *webrtc.TrackLocalStaticRTP
@@ -148,8 +192,11 @@ func newAPI() (*webrtc.API, error) {
 	if err != nil {
 		return nil, err
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg),
-		webrtc.WithSettingEngine(rtc.ServiceSettingEngine(true))), nil
+	se := rtc.ServiceSettingEngine(true)
+	quiet := logging.NewDefaultLoggerFactory()
+	quiet.DefaultLogLevel = logging.LogLevelDisabled // interceptors complain about closed pipes at Close
+	se.LoggerFactory = quiet
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
 }
 
 // Join joins a room's conference and starts publishing.
@@ -532,33 +579,67 @@ func (p *Peer) sendAudio(levelID uint8) {
 	defer enc.Close()
 	pcm := make([]int16, FrameSamples)
 	out := make([]byte, opus.MaxPacketSize)
-	pkt := &rtp.Packet{Header: rtp.Header{Version: 2}}
-	start := time.Now()
-	for n := 0; ; n++ {
-		select {
-		case <-p.stop:
-			return
-		case <-time.After(time.Until(start.Add(time.Duration(n) * 20 * time.Millisecond))):
-		}
-		p.mu.Lock()
-		fn := p.audioFn
-		p.mu.Unlock()
+	// encode makes frame n: its Opus payload (in out) and its audio level.
+	encode := func(n int, fn func(int, []int16)) ([]byte, byte, error) {
 		clear(pcm)
 		if fn != nil {
 			fn(n, pcm)
 		}
 		k, err := enc.Encode(pcm, out)
 		if err != nil {
-			p.fail("opus encode: " + err.Error())
+			return nil, 0, fmt.Errorf("opus encode: %w", err)
+		}
+		return out[:k], level(pcm), nil
+	}
+	type frame struct {
+		payload []byte
+		level   byte
+	}
+	var loop []frame
+	if p.cfg.Loop {
+		for n := 0; n < 50; n++ {
+			b, l, err := encode(n, p.cfg.Audio)
+			if err != nil {
+				p.fail(err.Error())
+				return
+			}
+			loop = append(loop, frame{append([]byte(nil), b...), l})
+		}
+	}
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2}}
+	start := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-p.stop:
 			return
+		case <-timer.C:
+		}
+		timer.Reset(time.Until(start.Add(time.Duration(n+1) * 20 * time.Millisecond)))
+		var payload []byte
+		var lvl byte
+		if loop != nil {
+			payload, lvl = loop[n%len(loop)].payload, loop[n%len(loop)].level
+		} else {
+			p.mu.Lock()
+			fn := p.audioFn
+			p.mu.Unlock()
+			if payload, lvl, err = encode(n, fn); err != nil {
+				p.fail(err.Error())
+				return
+			}
 		}
 		pkt.SequenceNumber = uint16(n)
 		pkt.Timestamp = uint32(n) * 960
-		pkt.Payload = out[:k]
+		pkt.Payload = payload
 		pkt.Extensions = pkt.Extensions[:0]
 		pkt.Extension = false
 		if levelID != 0 {
-			_ = pkt.SetExtension(levelID, []byte{level(pcm)})
+			_ = pkt.SetExtension(levelID, []byte{lvl})
+		}
+		if p.cfg.Stamps != nil {
+			p.cfg.Stamps.put(payload, time.Now().UnixNano())
 		}
 		_ = p.audioTrack.WriteRTP(pkt)
 	}
@@ -661,10 +742,30 @@ func (p *Peer) readAudio(tr *webrtc.TrackRemote, src uint32) {
 	pcm := make([]int16, 5760)
 	var last uint16
 	have := false
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
 	for {
-		pkt, _, err := tr.ReadRTP()
+		k, _, err := tr.Read(buf)
 		if err != nil {
 			return
+		}
+		if pkt.Unmarshal(buf[:k]) != nil {
+			continue
+		}
+		if st := p.cfg.Stamps; st != nil {
+			if d, ok := st.since(pkt.Payload, time.Now().UnixNano()); ok {
+				p.mu.Lock()
+				if len(p.delays) < 1<<20 {
+					p.delays = append(p.delays, d)
+				}
+				p.mu.Unlock()
+			}
+		}
+		if p.cfg.CountOnly {
+			p.mu.Lock()
+			p.packets[src]++
+			p.mu.Unlock()
+			continue
 		}
 		// Conceal what was lost so that the decoded audio keeps its timing.
 		if have {
@@ -841,6 +942,15 @@ func (p *Peer) Video(source uint32) VideoStats {
 		return *st
 	}
 	return VideoStats{}
+}
+
+// Delays returns the forwarding delays measured so far (with Config.Stamps) and forgets them.
+func (p *Peer) Delays() []time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.delays
+	p.delays = nil
+	return d
 }
 
 // Errors are the service's error messages and the peer's own failures so far.
