@@ -170,6 +170,7 @@ type recordingBot struct {
 	call        *sdk.Call
 	video       *sdk.VideoSocket
 	established bool
+	states      []string     // "state/reason", in order
 	frames      []audioFrame // the last received audio frames
 	audioTotal  int          // every audio frame received
 	dominant    []uint32
@@ -244,9 +245,10 @@ func (b *recordingBot) newCall(c *sdk.Call) sdk.CallEvents {
 			b.mu.Unlock()
 			return sdk.Answer(m)
 		},
-		OnCallStateChanged: func(s sdk.CallState, _ string) {
+		OnCallStateChanged: func(s sdk.CallState, reason string) {
 			b.mu.Lock()
 			b.established = s == sdk.StateEstablished
+			b.states = append(b.states, string(s)+"/"+reason)
 			b.mu.Unlock()
 		},
 		OnRosterUpdated: func(ps []sdk.Participant) {

@@ -1,0 +1,131 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/switchboard-rtc/switchboard/internal/protocol"
+	"github.com/switchboard-rtc/switchboard/service/calls"
+	"github.com/switchboard-rtc/switchboard/service/config"
+	"github.com/switchboard-rtc/switchboard/service/internal/testpeer"
+	"github.com/switchboard-rtc/switchboard/service/sfu"
+)
+
+func TestRoomConferenceID(t *testing.T) {
+	seen := map[string]string{}
+	for _, room := range []string{"standup", "Team-42_x.y~z", "", "with space", "ünïcödé", "a:b", "🎉",
+		strings.Repeat("r", 64), strings.Repeat("r", 123), strings.Repeat("r", 124), strings.Repeat("é", 64)} {
+		id := RoomConferenceID(room)
+		if !protocol.ValidID(id) {
+			t.Errorf("room %q: id %q is not a protocol id", room, id)
+		}
+		if prev, ok := seen[id]; ok {
+			t.Errorf("rooms %q and %q share the id %q", prev, room, id)
+		}
+		seen[id] = room
+		if id != RoomConferenceID(room) {
+			t.Errorf("room %q: id not stable", room)
+		}
+	}
+	if got := RoomConferenceID("standup"); got != "room-standup" {
+		t.Errorf("standup → %q", got)
+	}
+}
+
+func TestLoopbackAndPublicIPs(t *testing.T) {
+	for _, tc := range []struct {
+		listen, public string
+		want           bool
+	}{
+		{"127.0.0.1:8080", "", true},
+		{"localhost:8080", "", true},
+		{"[::1]:8080", "http://127.0.0.1:8080", true},
+		{"127.0.0.1:8080", "https://sb.example.com", false}, // behind a reverse proxy
+		{"0.0.0.0:443", "", false},
+		{"10.0.0.5:443", "https://10.0.0.5", false},
+	} {
+		if got := Loopback(config.Config{Listen: tc.listen, PublicURL: tc.public}); got != tc.want {
+			t.Errorf("Loopback(%s, %q) = %v", tc.listen, tc.public, got)
+		}
+	}
+	log := slog.New(slog.DiscardHandler)
+	for url, want := range map[string][]string{
+		"":                        nil,
+		"https://203.0.113.7":     {"203.0.113.7"},
+		"https://203.0.113.7:443": {"203.0.113.7"},
+		"https://[2001:db8::1]":   nil, // media is IPv4
+		"https://localhost":       nil, // resolves to loopback only
+	} {
+		if got := publicIPs(url, log); !slices.Equal(got, want) {
+			t.Errorf("publicIPs(%q) = %v, want %v", url, got, want)
+		}
+	}
+}
+
+// TestConferencingOptions: Options.Media and Options.Conferencing are exclusive; a single media
+// port makes one shared socket; /api/bots lists names and display names only.
+func TestConferencingOptions(t *testing.T) {
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	if _, err := New(cfg, Options{Media: &nullMedia{}, Conferencing: &Conferencing{}, Logger: slog.New(slog.DiscardHandler)}); !errors.Is(err, errMediaConflict) {
+		t.Fatalf("Media and Conferencing: %v", err)
+	}
+	s := newConfServer(t, Conferencing{UDPAddr: "127.0.0.1:0"})
+	if s.MediaAddr() == nil || s.MediaPorts() != (config.PortRange{}) {
+		t.Fatalf("UDPAddr: shared socket %v, ports %v", s.MediaAddr(), s.MediaPorts())
+	}
+	if err := s.AddBot(config.Bot{AppID: "b1", Secret: botSecret, WebhookURL: "http://127.0.0.1:1/x", DisplayName: "Bee"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddBot(config.Bot{AppID: "b1", Secret: botSecret, WebhookURL: "http://127.0.0.1:1/x"}); err == nil {
+		t.Fatal("the same app id twice was accepted")
+	}
+	resp, err := http.Get(s.URL() + "/api/bots")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := strings.TrimSpace(string(body)); resp.StatusCode != 200 || got != `[{"name":"b1","displayName":"Bee"}]` {
+		t.Fatalf("/api/bots: %d %s", resp.StatusCode, got)
+	}
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+}
+
+type nullMedia struct{ calls.Media }
+
+// TestShutdownEndsConferencing: Shutdown with a browser in a call to a bot tells the browser
+// (left: server closing) and the bot (terminated: serviceShutdown), then closes the SFU.
+func TestShutdownEndsConferencing(t *testing.T) {
+	s := newConfServer(t, Conferencing{})
+	rec := newRecordingBot(t, s, "rec")
+	p := dialPeer(t, s, testpeer.Config{Name: "Ann", Audio: steady(1, 4000)})
+	if _, err := p.CallBot(t.Context(), "rec"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "call established", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.established })
+	ctx, cancel := context.WithTimeout(context.Background(), liveness)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the browser told", func() bool { return p.Left() != "" })
+	if got := p.Left(); got != "server closing" {
+		t.Errorf("browser left with %q", got)
+	}
+	rec.mu.Lock()
+	states := slices.Clone(rec.states)
+	rec.mu.Unlock()
+	if !slices.Contains(states, "terminated/"+calls.ReasonServiceShutdown) {
+		t.Errorf("bot states %v, want terminated/%s", states, calls.ReasonServiceShutdown)
+	}
+	if _, err := s.SFU().Conference("after"); !errors.Is(err, sfu.ErrClosed) {
+		t.Errorf("SFU after shutdown: %v", err)
+	}
+}
