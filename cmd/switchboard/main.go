@@ -111,6 +111,10 @@ func serve(args []string, stdout, stderr io.Writer, demo bool) int {
 	srv, err := service.New(cfg, service.Options{Logger: log, Conferencing: conf})
 	if err != nil {
 		fmt.Fprintf(stderr, "switchboard %s: %v\n", name, err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			fmt.Fprintf(stderr, "another program (another switchboard?) listens there; choose another address, e.g. "+
+				"SWITCHBOARD_LISTEN=127.0.0.1:8090 (with make run too) or -listen 127.0.0.1:8090\n")
+		}
 		return 1
 	}
 	stop := make(chan os.Signal, 1)
