@@ -159,6 +159,7 @@ func (s *Spawned) start(dir, name, bin string, args, env []string, logs io.Write
 		out = io.MultiWriter(f, prefixWriter{w: logs, prefix: name + ": "})
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir // what a bot writes (a recorder's files) stays in the work directory
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
