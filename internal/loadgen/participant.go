@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -397,24 +399,41 @@ func (c *call) candidateToRelay(cand string, which int) string {
 	if !c.g.impaired() {
 		return cand
 	}
-	f := strings.Fields(cand)
-	if len(f) < 8 || !strings.EqualFold(f[2], "udp") {
-		return cand
-	}
-	addr, err := net.ResolveUDPAddr("udp4", net.JoinHostPort(f[4], f[5]))
-	if err != nil {
+	target, ok := candidateAddr(cand)
+	if !ok {
 		return cand
 	}
 	r := c.relays[which]
 	if r == nil {
-		if r, err = rtctest.NewRelay(addr); err != nil {
+		var err error
+		if r, err = rtctest.NewRelay(target); err != nil {
 			return cand
 		}
 		r.Impair(c.g.cfg.Loss, c.g.cfg.Jitter)
 		c.relays[which] = r
 	}
-	ra := r.Addr()
-	f[4], f[5] = ra.IP.String(), fmt.Sprint(ra.Port)
+	return withAddr(cand, r.Addr())
+}
+
+// candidateAddr returns the address of a UDP candidate ("candidate:f 1 udp prio ip port typ
+// ..."), ok false for anything else.
+func candidateAddr(cand string) (*net.UDPAddr, bool) {
+	f := strings.Fields(cand)
+	if len(f) < 8 || !strings.EqualFold(f[2], "udp") || f[6] != "typ" {
+		return nil, false
+	}
+	ip, err := netip.ParseAddr(f[4])
+	port, perr := strconv.ParseUint(f[5], 10, 16)
+	if err != nil || perr != nil || !ip.Is4() || port == 0 {
+		return nil, false // names (mDNS) and IPv6 are not relayed
+	}
+	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), true
+}
+
+// withAddr replaces a UDP candidate's address (candidateAddr must have accepted it).
+func withAddr(cand string, a *net.UDPAddr) string {
+	f := strings.Fields(cand)
+	f[4], f[5] = a.IP.String(), strconv.Itoa(a.Port)
 	return strings.Join(f, " ")
 }
 
