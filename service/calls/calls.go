@@ -110,6 +110,8 @@ type CallRef struct {
 	ID           string
 	ConferenceID string
 	AppID        string
+	// DisplayName is the bot's name as the roster shows it (the registry's; "" then AppID).
+	DisplayName string
 	// ParticipantID is the bot's id in the conference roster.
 	ParticipantID string
 }
@@ -623,7 +625,7 @@ func (m *Manager) startCall(ctx context.Context, conf *conference, appID string,
 		return CallInfo{}, fmt.Errorf("call %s: %w: %w", appID, ErrInvalid, err)
 	}
 	id := m.opts.NewID()
-	ref := CallRef{ID: id, ConferenceID: conf.id, AppID: bot.AppID, ParticipantID: "bot-" + id}
+	ref := CallRef{ID: id, ConferenceID: conf.id, AppID: bot.AppID, DisplayName: bot.DisplayName, ParticipantID: "bot-" + id}
 
 	// Refuse early what the lock will refuse anyway, before the media server does any work.
 	m.mu.Lock()

@@ -43,12 +43,16 @@ func (m *CallMedia) leg(call calls.CallRef) (*Participant, error) {
 func (m *CallMedia) Offer(ctx context.Context, call calls.CallRef) (string, error) {
 	var p *Participant
 	var err error
+	name := call.DisplayName
+	if name == "" {
+		name = call.AppID
+	}
 	for range 2 { // a conference that just emptied closes; the second try gets a new one
 		var conf *Conference
 		if conf, err = m.sfu.Conference(call.ConferenceID); err != nil {
 			return "", fmt.Errorf("media offer for call %q: %w", call.ID, err)
 		}
-		p, err = conf.AddBot(call.ParticipantID, BotOptions{DisplayName: call.AppID, Identity: call.AppID, Layout: m.layout.Layout})
+		p, err = conf.AddBot(call.ParticipantID, BotOptions{DisplayName: name, Identity: call.AppID, Layout: m.layout.Layout})
 		if !errors.Is(err, ErrClosed) {
 			break
 		}
