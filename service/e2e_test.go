@@ -482,18 +482,25 @@ func TestEchoBotEndToEnd(t *testing.T) {
 		}
 		return botAudio != 0 && botVideo != 0
 	})
-	eventually(t, "3 s of echoed audio", func() bool { _, n := p.Audio(botAudio); return n >= 150 })
+	eventually(t, "5 s of echoed audio", func() bool { _, n := p.Audio(botAudio); return n >= 250 })
 	pcm, _ := p.Audio(botAudio)
-	want := make([]int16, 0, 16000)
+	// Half-second stretches of what Ann said, each looked for anywhere in what came back; the
+	// best one counts (a stretch that a concealed loss on this busy machine cut through does
+	// not).
+	best := 0.0
 	frame := make([]int16, testpeer.FrameSamples)
-	for n := 100; n < 150; n++ { // one second of what Ann said
-		voice(n, frame)
-		want = append(want, frame...)
+	for first := 100; first <= 200; first += 25 {
+		want := make([]int16, 0, 8000)
+		for n := first; n < first+25; n++ {
+			voice(n, frame)
+			want = append(want, frame...)
+		}
+		corr, lag := testpeer.Correlation(want, pcm)
+		t.Logf("echo: frames %d-%d found at offset %d of %d samples back, correlation %.3f", first, first+24, lag, len(pcm), corr)
+		best = max(best, corr)
 	}
-	corr, lag := testpeer.Correlation(want, pcm)
-	t.Logf("echo: %d samples back, correlation %.3f at offset %d", len(pcm), corr, lag)
-	if corr < 0.8 {
-		t.Errorf("echoed audio correlates %.3f with what was sent, want ≥ 0.8", corr)
+	if best < 0.8 {
+		t.Errorf("echoed audio correlates at best %.3f with what was sent, want ≥ 0.8", best)
 	}
 	eventually(t, "echoed video frames", func() bool { return p.Video(botVideo).Frames >= 10 })
 	v := p.Video(botVideo)
@@ -509,14 +516,15 @@ func TestEchoBotEndToEnd(t *testing.T) {
 
 // TestEchoTwoCallers: two browsers call the same echo bot process at once, and both get their
 // media back (two calls between the service and one bot process, whose media shares one UDP
-// port on the bot's side).
+// port on the bot's side). Bob's camera is 4:3: the bot scales it to 640×360 to echo it.
 func TestEchoTwoCallers(t *testing.T) {
 	s := newConfServer(t, Conferencing{})
 	runEcho(t, s)
 	var peers []*testpeer.Peer
 	for i, name := range []string{"Ann", "Bob"} {
 		pitch := 1 + 0.3*float64(i)
-		p := dialPeer(t, s, testpeer.Config{Name: name, Audio: func(n int, pcm []int16) { testpeer.Tone(n, pcm, pitch, 8000) }})
+		p := dialPeer(t, s, testpeer.Config{Name: name, Audio: func(n int, pcm []int16) { testpeer.Tone(n, pcm, pitch, 8000) },
+			Video: i == 1, Layers: [3][2]int{{160, 120}, {320, 240}, {640, 480}}})
 		if _, err := p.CallBot(t.Context(), "echo"); err != nil {
 			t.Fatal(err)
 		}
@@ -534,4 +542,15 @@ func TestEchoTwoCallers(t *testing.T) {
 			return false
 		})
 	}
+	bob := peers[1]
+	eventually(t, "Bob's 4:3 camera echoed at 640×360", func() bool {
+		for _, e := range bob.Roster() {
+			for _, st := range e.Streams {
+				if v := bob.Video(st.SourceID); e.IsBot && st.Kind == "video" && v.Frames >= 10 {
+					return v.Width == echo.Width && v.Height == echo.Height
+				}
+			}
+		}
+		return false
+	})
 }

@@ -8,17 +8,20 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/media"
+	"github.com/switchboard-rtc/switchboard/media/nv12"
 	"github.com/switchboard-rtc/switchboard/sdk"
 )
 
 // Width and Height are the size of the caller's video the bot asks for, and sends back.
 const Width, Height = 640, 360
 
-// sendFormats are the frame sizes the bot echoes: the size it subscribes to, and the layer
-// below it, which the service sends when the caller's bandwidth is short.
+// sendFormats are the frame sizes the bot echoes as they come: the size it subscribes to, and
+// the layer below it, which the service sends when the caller's bandwidth is short. Frames of
+// another size (a 4:3 camera) are scaled to the first.
 var sendFormats = []media.VideoFormat{
 	{PixelFormat: media.NV12, Width: Width, Height: Height, FrameRate: 30},
 	{PixelFormat: media.NV12, Width: Width / 2, Height: Height / 2, FrameRate: 30},
@@ -32,6 +35,7 @@ type call struct {
 	log         *slog.Logger
 	audio       *sdk.AudioSocket
 	video       *sdk.VideoSocket
+	scaled      *media.VideoPool // frames of other sizes, scaled to sendFormats[0]
 	roster      []sdk.Participant
 	established bool
 	subscribed  uint32 // the video source asked for, 0 before
@@ -40,7 +44,7 @@ type call struct {
 
 // NewCall makes the echo bot's events for one call (an sdk/bot.NewCallFunc).
 func NewCall(p *sdk.MediaPlatform, c *sdk.Call) sdk.CallEvents {
-	e := &call{platform: p, c: c, log: c.Logger()}
+	e := &call{platform: p, c: c, log: c.Logger(), scaled: media.NewVideoPool("echo")}
 	return sdk.CallEvents{
 		OnIncomingCall: e.answer,
 		OnCallStateChanged: func(s sdk.CallState, reason string) {
@@ -104,16 +108,35 @@ func (e *call) answer(_ context.Context, in *sdk.IncomingCall) sdk.Workflow {
 // onVideo sends a received frame back while the socket may send; otherwise (or when the frame
 // cannot be sent) it releases the frame.
 func (e *call) onVideo(ev sdk.VideoReceivedEvent) {
+	buf := ev.Buffer
 	if e.video.SendStatus() != sdk.Active {
-		ev.Buffer.Release()
+		buf.Release()
 		return
 	}
-	if err := e.video.Send(ev.Buffer); err != nil {
-		if !e.warned && !errors.Is(err, sdk.ErrSendQueueFull) {
-			e.warned = true
-			e.log.Warn("cannot echo this video", "format", ev.Buffer.Format().String(), "err", err)
+	if f := buf.Format(); !slices.ContainsFunc(sendFormats, func(g media.VideoFormat) bool { return g.Width == f.Width && g.Height == f.Height }) {
+		out := e.scaled.Get(sendFormats[0])
+		err := nv12.Scale(out, buf)
+		out.SourceID, out.Timestamp = buf.SourceID, buf.Timestamp
+		buf.Release()
+		if buf = out; err != nil {
+			e.warn(f, err)
+			buf.Release()
+			return
 		}
-		ev.Buffer.Release()
+	}
+	if err := e.video.Send(buf); err != nil {
+		if !errors.Is(err, sdk.ErrSendQueueFull) {
+			e.warn(buf.Format(), err)
+		}
+		buf.Release()
+	}
+}
+
+// warn logs the first frame the bot could not echo.
+func (e *call) warn(f media.VideoFormat, err error) {
+	if !e.warned {
+		e.warned = true
+		e.log.Warn("cannot echo this video", "format", f.String(), "err", err)
 	}
 }
 
