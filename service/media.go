@@ -72,8 +72,8 @@ func Loopback(cfg config.Config) bool {
 	return err == nil && config.IsLoopbackHost(u.Hostname())
 }
 
-// startMedia opens the SFU's UDP socket and builds the signalling server. The call layer is not
-// built yet: media.attach finishes the wiring.
+// startMedia starts the SFU on its UDP socket or port range. The call layer does not exist yet:
+// attach finishes the wiring.
 func (s *Server) startMedia(c Conferencing) (*conferencing, error) {
 	m := &conferencing{loopback: Loopback(s.cfg), public: c.PublicIPs}
 	if len(m.public) == 0 && !m.loopback {
