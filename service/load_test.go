@@ -25,10 +25,16 @@ import (
 //
 //	go test -tags load -run TestLoadConference20 -v -timeout 10m ./service/
 //
-// SWITCHBOARD_LOAD_CPUPROFILE=<file> writes a CPU profile of the measured window.
+// SWITCHBOARD_LOAD_CPUPROFILE=<file> writes a CPU profile of the measured window;
+// SWITCHBOARD_LOAD_SHARED_PORT=1 puts every connection on one shared UDP port instead of one port
+// per connection (the default).
 func TestLoadConference20(t *testing.T) {
 	const participants, window = 20, 10 * time.Second
-	s := newConfServer(t, Conferencing{})
+	var conf Conferencing
+	if os.Getenv("SWITCHBOARD_LOAD_SHARED_PORT") != "" {
+		conf.UDPAddr = "127.0.0.1:0"
+	}
+	s := newConfServer(t, conf)
 	stamps := testpeer.NewStamps()
 	var peers []*testpeer.Peer
 	var joined []testpeer.Joined
@@ -104,8 +110,12 @@ func TestLoadConference20(t *testing.T) {
 		return all[int(q*float64(len(all)-1))]
 	}
 	expected := participants * (participants - 1) * int(window/(20*time.Millisecond))
-	t.Logf("%d audio participants + %d SDK bots (loudest 3 each), one process, %v window, GOMAXPROCS=%d",
-		participants, len(bots), wall.Round(time.Millisecond), runtime.GOMAXPROCS(0))
+	ports := "one UDP port per connection"
+	if conf.UDPAddr != "" {
+		ports = "one shared UDP port"
+	}
+	t.Logf("%d audio participants + %d SDK bots (loudest 3 each), one process, %s, %v window, GOMAXPROCS=%d",
+		participants, len(bots), ports, wall.Round(time.Millisecond), runtime.GOMAXPROCS(0))
 	t.Logf("process CPU (service + participants' pion stacks + bots): %v = %.0f%% of one core", cpu.Round(time.Millisecond), 100*cpu.Seconds()/wall.Seconds())
 	t.Logf("forwarded audio packets received by participants: %d (expected about %d)", len(all), expected)
 	t.Logf("send-to-receive delay through the service: p50 %v  p90 %v  p99 %v  max %v", pct(0.5), pct(0.9), pct(0.99), pct(1))
