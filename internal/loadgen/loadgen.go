@@ -355,6 +355,9 @@ func (g *Generator) progressLine(start time.Time, prev, cur snapshot) string {
 	if cur.botOK && prev.botOK {
 		d := cur.bot.sub(prev.bot)
 		fmt.Fprintf(&b, " | bot cadence p50 %s p99 %s max %s", ms(d.interval.quantile(0.5)), ms(d.interval.quantile(0.99)), msMax(d.interval.max()))
+		if d.events > 0 {
+			fmt.Fprintf(&b, ", %.0f%% silent", 100*d.silent/d.events)
+		}
 	}
 	if g.cfg.Mode == Sendrecv {
 		rx := cur.rx.sub(prev.rx)
