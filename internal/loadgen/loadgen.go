@@ -250,7 +250,7 @@ func (g *Generator) send() {
 				if c.state.Load() > stateEstablished {
 					continue
 				}
-				c.sendFrame(g.sig, now.UnixNano())
+				c.sendFrame(g.sig, now.UnixNano(), n/sendGroups)
 			}
 		}
 		t.Reset(time.Until(start.Add(time.Duration(n) * tick)))
@@ -514,7 +514,7 @@ func (g *Generator) newCall(i int) *call {
 	c.pkt.Header.Version = 2
 	c.pkt.Header.PayloadType = uint8(rtc.PayloadTypeOpus)
 	c.pkt.Header.SequenceNumber = uint16(i * 7919)
-	c.pkt.Header.Timestamp = uint32(i) * 104729
+	c.tsBase = uint32(i) * 104729
 	if g.cfg.Mode == Sendrecv && i%g.cfg.DecodeEvery == 0 {
 		if d, err := NewDetector(); err == nil {
 			c.det = d

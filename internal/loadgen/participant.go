@@ -76,6 +76,7 @@ type call struct {
 	level   [1]byte
 	levelID uint8
 	frame   int
+	tsBase  uint32
 	sent    atomic.Uint64
 
 	// Marker burst send times (unix ns), a ring written by the sender, read by the receiver.
@@ -549,11 +550,15 @@ func (c *call) burstBefore(t time.Time) int64 {
 	return best
 }
 
-// sendFrame writes the next packet of the signal (the sender goroutine calls it every 20 ms).
-func (c *call) sendFrame(sig *Signal, now int64) {
+// sendFrame writes the next packet of the signal for frame slot (the sender goroutine calls it
+// every 20 ms, slot counting up from 0 in 20 ms steps of the run's clock). The RTP timestamp
+// follows the slot, so frames the sender skipped while far behind show as a gap in timestamps
+// (as a sender that lost captured audio shows it), not as a clock that runs slow.
+func (c *call) sendFrame(sig *Signal, now int64, slot int) {
 	p := &sig.Packets[c.frame%len(sig.Packets)]
 	c.frame++
 	c.pkt.Marker = c.frame == 1
+	c.pkt.Timestamp = c.tsBase + uint32(slot)*opus.RTPFrameTicks
 	c.pkt.Payload = p.Payload
 	if c.levelID != 0 {
 		c.level[0] = 0x80 | p.Level
@@ -566,7 +571,6 @@ func (c *call) sendFrame(sig *Signal, now int64) {
 		c.sent.Add(1)
 	}
 	c.pkt.SequenceNumber++
-	c.pkt.Timestamp += opus.RTPFrameTicks
 }
 
 // hangUp leaves the call and stops its goroutines. It is idempotent.
