@@ -1,9 +1,6 @@
 package service
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/switchboard-rtc/switchboard/internal/protocol"
-	"github.com/switchboard-rtc/switchboard/service/calls"
 	"github.com/switchboard-rtc/switchboard/service/config"
 	"github.com/switchboard-rtc/switchboard/service/sfu"
 	"github.com/switchboard-rtc/switchboard/service/signal"
@@ -109,7 +104,7 @@ func (s *Server) startMedia(c Conferencing) (*conferencing, error) {
 func (m *conferencing) attach(s *Server, grace time.Duration) {
 	m.unreport = m.sfu.ReportTo(s.manager)
 	m.signal = signal.NewServer(m.sfu, signal.Options{
-		Directory: roomDirectory{signal.CallsDirectory{Calls: s.manager}},
+		Directory: signal.CallsDirectory{Calls: s.manager},
 		Grace:     grace,
 		Logger:    s.log.With("component", "signal"),
 	})
@@ -117,33 +112,8 @@ func (m *conferencing) attach(s *Server, grace time.Duration) {
 	s.mux.Handle("/", web.Handler())
 }
 
-// roomDirectory is the call layer's directory for browsers, with room conferences named by ids
-// the bot protocol accepts (a conference id reaches bots in their incoming calls).
-type roomDirectory struct {
-	signal.CallsDirectory
-}
-
-// Room implements signal.Directory: the conference of room is "room-<name>", or, for a name
-// that is not a protocol id, "room~<hash of the name>".
-func (d roomDirectory) Room(_ context.Context, room string, c signal.Caller) (string, error) {
-	id := RoomConferenceID(room)
-	if _, err := d.Calls.CreateConference(id, room); err != nil && !errors.Is(err, calls.ErrConferenceExists) {
-		return "", fmt.Errorf("room %q: %w", room, err)
-	}
-	if err := d.Calls.AddParticipant(id, calls.Participant{ID: c.ParticipantID, DisplayName: c.DisplayName, Identity: c.ParticipantID}); err != nil {
-		return "", fmt.Errorf("room %q: %w", room, err)
-	}
-	return id, nil
-}
-
-// RoomConferenceID is the id of a room's conference.
-func RoomConferenceID(room string) string {
-	if id := "room-" + room; protocol.ValidID(id) {
-		return id
-	}
-	sum := sha256.Sum256([]byte(room))
-	return "room~" + hex.EncodeToString(sum[:16])
-}
+// RoomConferenceID is the id of a room's conference (signal.RoomConferenceID).
+func RoomConferenceID(room string) string { return signal.RoomConferenceID(room) }
 
 // close ends the browsers' sessions (they are told), then the SFU.
 func (m *conferencing) close() {

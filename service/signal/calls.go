@@ -2,6 +2,8 @@ package signal
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -9,8 +11,19 @@ import (
 	"github.com/switchboard-rtc/switchboard/service/calls"
 )
 
+// RoomConferenceID is the id of a room's conference: "room-<name>", or, for a name that is not
+// a protocol id (spaces, non-ASCII, longer than 123 bytes), "room~<32 hex digits of the name's
+// SHA-256>". A conference id reaches the bots invited into the conference, so it must be one.
+func RoomConferenceID(room string) string {
+	if id := "room-" + room; protocol.ValidID(id) {
+		return id
+	}
+	sum := sha256.Sum256([]byte(room))
+	return "room~" + hex.EncodeToString(sum[:16])
+}
+
 // CallsDirectory is the Directory of a service with a call layer: a room is the call layer's
-// conference "room:<name>" (created on first use), calling a bot places a one-to-one call to
+// conference RoomConferenceID(name) (created on first use), calling a bot places a one-to-one call to
 // the bot whose app id is the name, and the call layer's roster follows the browsers that join
 // and leave. (Streams and the dominant speaker reach it from the SFU: sfu.SFU.ReportTo.)
 type CallsDirectory struct {
@@ -21,7 +34,7 @@ var _ Directory = CallsDirectory{}
 
 // Room implements Directory.
 func (d CallsDirectory) Room(_ context.Context, room string, c Caller) (string, error) {
-	id := "room:" + room
+	id := RoomConferenceID(room)
 	if _, err := d.Calls.CreateConference(id, room); err != nil && !errors.Is(err, calls.ErrConferenceExists) {
 		return "", fmt.Errorf("room %q: %w", room, err)
 	}

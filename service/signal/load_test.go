@@ -39,7 +39,7 @@ func TestLoadServer(t *testing.T) {
 	defer srv.Close()
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
-	conf, _ := s.Conference("room:load")
+	conf, _ := s.Conference(RoomConferenceID("load"))
 	api, _ := rtc.NewAPI(rtc.ServiceSettingEngine(true))
 	var counts [2]int64
 	var mu sync.Mutex

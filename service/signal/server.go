@@ -27,8 +27,8 @@ import (
 )
 
 // Directory is what the signalling server asks of the call layer: which conference a room is,
-// and how to call a bot. A nil Directory maps a room to the conference "room:<name>" and knows no
-// bots.
+// and how to call a bot. A nil Directory maps a room to the conference RoomConferenceID(room) and
+// knows no bots.
 type Directory interface {
 	// Room returns the id of the SFU conference of a room, creating what the call layer needs.
 	Room(ctx context.Context, room string, caller Caller) (conferenceID string, err error)
@@ -223,7 +223,7 @@ func (s *Server) handle(ctx context.Context, conn *websocket.Conn, ss *session, 
 	case *Join:
 		return nil, s.join(ctx, ss, TypeJoin, m.DisplayName, func(c Caller) (string, error) {
 			if s.opts.Directory == nil {
-				return "room:" + m.Room, nil
+				return RoomConferenceID(m.Room), nil
 			}
 			return s.opts.Directory.Room(ctx, m.Room, c)
 		})

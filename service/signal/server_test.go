@@ -17,6 +17,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-rtc/switchboard/internal/protocol"
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 	"github.com/switchboard-rtc/switchboard/internal/webhook"
 	"github.com/switchboard-rtc/switchboard/service/bots"
@@ -352,7 +353,7 @@ func TestSignalling(t *testing.T) {
 	ja := join(a, "standup", "Ann")
 	jb := join(b, "standup", "Bob")
 	idA, idB := ja["participantId"].(string), jb["participantId"].(string)
-	if ja["conferenceId"] != "room:standup" || ja["token"] == "" || idA == idB {
+	if ja["conferenceId"] != "room-standup" || ja["token"] == "" || idA == idB {
 		t.Fatalf("joined = %v / %v", ja, jb)
 	}
 	a.expectRoster(func(ps []any) bool { return len(ps) == 2 })
@@ -431,9 +432,13 @@ func TestSignalling(t *testing.T) {
 	b.close()
 }
 
-type noBots struct{}
+// oneBot knows the bot "rec" only.
+type oneBot struct{}
 
-func (noBots) Lookup(appID string) (bots.Bot, error) {
+func (oneBot) Lookup(appID string) (bots.Bot, error) {
+	if appID == "rec" {
+		return bots.Bot{AppID: "rec", WebhookURL: "http://127.0.0.1:1/calling", DisplayName: "Recorder"}, nil
+	}
 	return bots.Bot{}, fmt.Errorf("bot %q: %w", appID, bots.ErrUnknown)
 }
 
@@ -442,9 +447,10 @@ type nullBus struct{}
 func (nullBus) Enqueue(context.Context, webhook.Request) error { return nil }
 
 // TestCallsDirectory: with the call layer as directory, a browser in a room is in the call
-// layer's conference until it leaves; calling an unknown bot is not_found.
+// layer's conference RoomConferenceID(room) until it leaves, and a bot can be invited into it
+// (its id is a protocol id); calling an unknown bot is not_found.
 func TestCallsDirectory(t *testing.T) {
-	m, err := calls.New(calls.Options{Bots: noBots{}, Bus: nullBus{}, Logger: slog.New(slog.DiscardHandler)})
+	m, err := calls.New(calls.Options{Bots: oneBot{}, Bus: nullBus{}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,9 +459,15 @@ func TestCallsDirectory(t *testing.T) {
 	a := dial(t, e)
 	defer a.close()
 	j := join(a, "retro", "Ann")
-	info, err := m.Conference("room:retro")
+	if j["conferenceId"] != "room-retro" {
+		t.Fatalf("joined %v, want conference room-retro", j)
+	}
+	info, err := m.Conference("room-retro")
 	if err != nil || len(info.Roster) != 1 || info.Roster[0].ID != j["participantId"] {
 		t.Fatalf("call layer conference = %+v, %v", info, err)
+	}
+	if _, err := m.InviteBot(t.Context(), "room-retro", "rec", protocol.Identity{Identity: "test"}); err != nil {
+		t.Fatalf("invite a bot into the room: %v", err)
 	}
 	a.send(Mute{Type: "mute", Kind: "audio", Muted: true})
 	a.send(Ping{Type: "ping"})
@@ -470,7 +482,7 @@ func TestCallsDirectory(t *testing.T) {
 	a.expect("left")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		info, _ := m.Conference("room:retro")
+		info, _ := m.Conference("room-retro")
 		if len(info.Roster) == 0 {
 			break
 		}
