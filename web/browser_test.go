@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,8 +77,8 @@ func startService(t *testing.T) *service.Server {
 	return s
 }
 
-// inCall is true once the page has joined and holds its participant id.
-const inCall = `window.sb.call && window.sb.call.me && window.sb.call.me.participantId`
+// inCall is true once the page has joined, holds its participant id and shows the call.
+const inCall = `window.sb.call && window.sb.call.me && window.sb.call.me.participantId && !document.getElementById('call').classList.contains('hidden')`
 
 // botID waits for the roster of p to list a bot and returns its participant id.
 func botID(p *browsertest.Page) string {
@@ -130,7 +131,10 @@ func TestEchoCall(t *testing.T) {
 	if st := browsertest.Eval[string](p, `sbProbe.watchCall()`); st != "running" {
 		t.Fatalf("audio context %s", st)
 	}
-	// Beeps leave through the microphone and come back from the bot.
+	// Beeps leave through the microphone and come back from the bot. A pause of the
+	// microphone marks them (their period is shorter than the path's delay may be).
+	p.Wait("beeps back from the echo bot", `sbProbe.summary()[`+browsertest.Quote(bot)+`]?.onsets >= 2`, `sbProbe.summary()`)
+	p.Run(`sbProbe.pause(1500)`)
 	p.Wait("8 beeps back from the echo bot", `sbProbe.echoDelays(`+browsertest.Quote(bot)+`).length >= 8`, `sbProbe.summary()`)
 	delays := browsertest.Eval[[]int](p, `sbProbe.echoDelays(`+browsertest.Quote(bot)+`)`)
 	slices.Sort(delays)
@@ -157,4 +161,103 @@ func TestEchoCall(t *testing.T) {
 	t.Logf("connection states the page showed: %s", browsertest.Eval[string](p, `JSON.stringify(sbProbe.conn)`))
 }
 
-var _ = protocol.Identity{}
+// rosterNames is the names the page's roster lists.
+const rosterNames = `[...document.querySelectorAll('#roster li .name')].map((e) => e.textContent)`
+
+// TestRoom: two browsers join a room from deep links, the echo bot is invited into the room's
+// conference (as the service's API does), and each browser hears and sees the other; the
+// rosters list everyone; the dominant speaker is highlighted, and the highlight moves when
+// the speaker mutes.
+func TestRoom(t *testing.T) {
+	s := startService(t)
+	pages := map[string]*browsertest.Page{}
+	for _, name := range []string{"Ann", "Bob"} {
+		b := browsertest.Launch(t, browsertest.Options{})
+		pages[name] = b.Open(name, s.URL()+"/?room=standup&name="+name)
+		pages[name].Wait("the call", inCall, `document.body.innerText`)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), browsertest.Liveness)
+	defer cancel()
+	if _, err := s.Calls().InviteBot(ctx, service.RoomConferenceID("standup"), "echo", protocol.Identity{Identity: "test", DisplayName: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for name, p := range pages {
+		ids[name] = browsertest.Eval[string](p, `window.sb.call.me.participantId`)
+		p.Run(browsertest.Probe)
+		p.Run(`sbProbe.watchCall()`)
+	}
+	for name, p := range pages {
+		p.Wait("Ann, Bob and the bot in the roster", rosterNames+`.join('|') === 'Ann|Bob|Echo'`, rosterNames)
+		other := "Bob"
+		if name == "Bob" {
+			other = "Ann"
+		}
+		q := browsertest.Quote(ids[other])
+		p.Wait(other+"'s microphone heard", `sbProbe.level(`+q+`) > 0.1`, `sbProbe.summary()`)
+		t.Logf("%s hears %s: peak level %.2f", name, other, browsertest.Eval[float64](p, `sbProbe.level(`+q+`)`))
+		seesVideo(t, p, ids[other], other)
+	}
+
+	// The service announces who holds the floor; each page highlights their tile and their
+	// roster entry (checked as each announcement is handled).
+	for _, p := range pages {
+		p.Run(`sbProbe.watchDominant()`)
+	}
+	ann := pages["Ann"]
+	const highlighted = `sbProbe.dominant.filter((d) => d.id && d.tile && d.roster && d.lit === 1)`
+	ann.Wait("a dominant speaker highlighted", highlighted+`.length > 0`, `sbProbe.dominant`)
+	first := browsertest.Eval[string](ann, highlighted+`[0].id`)
+	// The speaker (or, if the bot has the floor, both browsers, whose sound it echoes) mutes:
+	// the floor moves.
+	for name, p := range pages {
+		if first == ids[name] || !strings.HasPrefix(first, "p-") {
+			p.Run(`window.sb.call.toggleMic()`)
+		}
+	}
+	n := browsertest.Eval[int](ann, `sbProbe.dominant.length`)
+	ann.Wait("the floor to move", `sbProbe.dominant.slice(`+strconv.Itoa(n)+`).some((d) => d.id !== `+browsertest.Quote(first)+` && d.roster && (d.id === '' ? d.lit === 0 : d.tile))`, `sbProbe.dominant`)
+	t.Logf("dominant speakers Ann's page was told of (ids: Ann %s, Bob %s): %s", ids["Ann"], ids["Bob"], browsertest.Eval[string](ann, `JSON.stringify(sbProbe.dominant)`))
+	ann.Screenshot(filepath.Join(browsertest.Artifacts(t), "room.png"))
+}
+
+// TestUnknownBot: the deep link to a bot the service does not have leaves the page in the lobby
+// with a message that says so.
+func TestUnknownBot(t *testing.T) {
+	s := startService(t)
+	b := browsertest.Launch(t, browsertest.Options{})
+	p := b.Open("X", s.URL()+"/?call=nosuchbot&name=X")
+	p.Wait("the unknown bot message", `!document.getElementById('lobby-error').classList.contains('hidden')`, `document.body.innerText`)
+	msg := browsertest.Eval[string](p, `document.getElementById('lobby-error').textContent`)
+	if !strings.Contains(msg, "Unknown bot “nosuchbot”") {
+		t.Fatalf("the page says %q", msg)
+	}
+	p.Wait("the lobby, with the bots offered", `window.sb.call === null && !document.getElementById('lobby').classList.contains('hidden') && document.querySelectorAll('#bot-chips button').length === 1`, `document.body.innerText`)
+	t.Logf("the page says: %s", msg)
+	p.Screenshot(filepath.Join(browsertest.Artifacts(t), "unknown-bot.png"))
+}
+
+// denyDevices makes getUserMedia fail as it does when the user blocks the camera and microphone.
+const denyDevices = `navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));`
+
+// TestDeniedDevices: a page whose camera and microphone are refused says so, joins the room
+// anyway, and hears and sees the other participant.
+func TestDeniedDevices(t *testing.T) {
+	s := startService(t)
+	b := browsertest.Launch(t, browsertest.Options{})
+	speaker := b.Open("Speaker", s.URL()+"/?room=hall&name=Speaker")
+	speaker.Wait("the call", inCall, `document.body.innerText`)
+	listener := b.Open("Listener", s.URL()+"/?room=hall&name=Listener", denyDevices)
+	listener.Wait("the call", inCall, `document.body.innerText`)
+	listener.Wait("the denied-device message", `document.getElementById('toasts').textContent.includes('was denied')`, `document.getElementById('toasts').textContent`)
+	t.Logf("the page says: %s", browsertest.Eval[string](listener, `document.getElementById('toasts').textContent`))
+	id := browsertest.Eval[string](speaker, `window.sb.call.me.participantId`)
+	listener.Run(browsertest.Probe)
+	listener.Run(`sbProbe.watchCall()`)
+	listener.Wait("the speaker heard", `sbProbe.level(`+browsertest.Quote(id)+`) > 0.1`, `sbProbe.summary()`)
+	seesVideo(t, listener, id, "Speaker")
+	if pub := browsertest.Eval[int](listener, `window.sb.call.pub.getSenders().length`); pub != 0 {
+		t.Errorf("the listener sends %d tracks", pub)
+	}
+	listener.Screenshot(filepath.Join(browsertest.Artifacts(t), "denied-devices.png"))
+}

@@ -10,11 +10,13 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -156,11 +158,56 @@ func killProcessesUsing(dir string) int {
 	return n
 }
 
-// Page is one tab.
+// Page is one tab. The test fails when the page throws an exception it does not catch (the
+// messages are logged as they happen).
 type Page struct {
 	t    *testing.T
 	ctx  context.Context
 	name string
+
+	mu     sync.Mutex
+	thrown []string
+}
+
+// listen logs the page's uncaught exceptions and console errors, and keeps the exceptions.
+func (p *Page) listen() error {
+	return chromedp.Listen(p.ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil && d.Exception.Description != "" {
+				msg += " " + d.Exception.Description
+			}
+			msg = fmt.Sprintf("%s (%s:%d)", msg, d.URL, d.LineNumber+1)
+			p.mu.Lock()
+			p.thrown = append(p.thrown, msg)
+			p.mu.Unlock()
+			p.t.Logf("%s: uncaught: %s", p.name, msg)
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type != runtime.ConsoleAPICalledTypeError {
+				return
+			}
+			var parts []string
+			for _, a := range ev.Args {
+				if a.Description != "" {
+					parts = append(parts, a.Description)
+				} else {
+					parts = append(parts, string(a.Value))
+				}
+			}
+			p.t.Logf("%s: console error: %s", p.name, strings.Join(parts, " "))
+		}
+	})
+}
+
+// check fails the test if the page threw.
+func (p *Page) check() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.thrown) > 0 {
+		p.t.Errorf("%s: the page threw %d uncaught exceptions, first: %s", p.name, len(p.thrown), p.thrown[0])
+	}
 }
 
 // Open opens url in a new tab (the first call uses the browser's first tab). Each script of
@@ -175,6 +222,10 @@ func (b *Browser) Open(name, url string, init ...string) *Page {
 	}
 	b.tabs++
 	p := &Page{t: b.t, ctx: ctx, name: name}
+	if err := p.listen(); err != nil {
+		b.t.Fatalf("%s: listen to the page: %v", name, err)
+	}
+	b.t.Cleanup(p.check)
 	for _, src := range init {
 		if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: src}); err != nil {
 			b.t.Fatalf("%s: add init script: %v", name, err)

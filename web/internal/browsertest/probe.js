@@ -95,16 +95,29 @@
       return w.peaks.reduce((m, [t, p]) => (t >= since && p > m ? p : m), 0);
     },
 
-    // echoDelays pairs each onset of the remote stream key with the latest local onset before
-    // it (within max seconds) and returns the delays in milliseconds.
-    echoDelays(key, max = 0.45) {
+    // pause silences the microphone (the local track, so both what the page sends and what the
+    // probe hears of it) for ms milliseconds, which marks the beeps: the echo path's delay is
+    // otherwise known only modulo the beeps' period. It resolves when the microphone is back.
+    pause(ms = 1500) {
+      const t = window.sb.call.local.audio;
+      this.gapStart = this.ctx.currentTime; t.enabled = false;
+      return new Promise((resolve) => setTimeout(() => { t.enabled = true; this.gapEnd = this.ctx.currentTime; resolve(); }, ms));
+    },
+
+    // echoDelays gives the echo path's delay, in milliseconds, of each beep that came back on
+    // key's stream after the pause: the first beep back after the silence is the first one sent
+    // after it; each later one is paired with the local beep sent closest to its delay before.
+    echoDelays(key) {
       const local = this.watched.get('local'), remote = this.watched.get(key);
-      if (!local || !remote) return [];
-      const out = [];
-      for (const r of remote.onsets) {
-        let best = -1;
-        for (const l of local.onsets) if (l <= r && l > best) best = l;
-        if (best >= 0 && r - best <= max) out.push(Math.round((r - best) * 1000));
+      if (!local || !remote || this.gapEnd === undefined) return [];
+      const l0 = local.onsets.find((t) => t >= this.gapEnd);
+      const i0 = remote.onsets.findIndex((t, i) => t > this.gapStart && i > 0 && t - remote.onsets[i - 1] > 1);
+      if (l0 === undefined || i0 < 0) return [];
+      const d0 = remote.onsets[i0] - l0, out = [];
+      for (const r of remote.onsets.slice(i0)) {
+        let best = null;
+        for (const l of local.onsets) if (l >= l0 && (best === null || Math.abs(r - l - d0) < Math.abs(r - best - d0))) best = l;
+        if (best !== null && Math.abs(r - best - d0) < 0.2) out.push(Math.round((r - best) * 1000));
       }
       return out;
     },
@@ -151,6 +164,22 @@
       this.conn = [el.textContent]; this.resumed = 0;
       new MutationObserver(() => this.conn.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
       window.sb.call.signal.addEventListener('resumed', () => this.resumed++);
+    },
+
+    // watchDominant records the dominant speaker the page has, then each one the service
+    // announces, with whether the page highlighted that participant's tile and roster entry by
+    // the time the announcement was handled (the page's own listener runs first).
+    watchDominant() {
+      if (this.dominant) return;
+      this.dominant = [];
+      const note = (id, how) => {
+        const c = window.sb.call, t = c && c.tiles.get(id);
+        const li = document.querySelector('#roster li.speaking');
+        this.dominant.push({ id, how, at: Math.round(performance.now()), tile: !!(t && t.el.classList.contains('speaking')),
+          roster: id ? !!li && li.dataset.id === id : !li, lit: document.querySelectorAll('.tile.speaking').length });
+      };
+      note(window.sb.call.dominant, 'before');
+      window.sb.call.signal.addEventListener('dominantSpeaker', (e) => note(e.detail.participantId || '', 'told'));
     },
 
     // tileVideo is the <video> of the tile showing the remote participant owner's camera.

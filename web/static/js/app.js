@@ -4,6 +4,7 @@
 
 import { Signal } from './signal.js';
 import { Stats } from './stats.js';
+import { icons } from './icons.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -25,7 +26,36 @@ function toast(text, kind = '', ms = 5000) {
 
 function setConn(text, kind) { const c = $('conn'); c.textContent = text; c.className = `pill ${kind || ''}`; }
 
-function initials(name) { return (name || '?').split(/\s+/).map((w) => w[0]).join('').slice(0, 2).toUpperCase(); }
+function initials(name) { return (name || '?').split(/\s+/).filter(Boolean).map((w) => w[0]).join('').slice(0, 2).toUpperCase() || '?'; }
+
+// hue gives each participant a colour of their own for their avatar.
+function hue(id) { let h = 0; for (const ch of id || '') h = (h * 31 + ch.charCodeAt(0)) % 360; return h; }
+
+// lobbyError shows (or, with '', hides) a message in the lobby card.
+function lobbyError(text) { const e = $('lobby-error'); e.textContent = text; e.classList.toggle('hidden', !text); }
+
+// setButton shows a control's state: its icon, its label, and whether it is off.
+function setButton(id, icon, label, off = false, disabled = false) {
+  const b = $(id); b.querySelector('.ico').innerHTML = icon; b.querySelector('.txt').textContent = label;
+  b.classList.toggle('off', off); b.disabled = disabled;
+}
+
+// Browsers may refuse to play sound before the user has interacted with the page. Audio that
+// could not start is retried at the first click or key press.
+const blockedAudio = new Set();
+let audioToast = null;
+function playAudio(el) {
+  el.play().then(() => blockedAudio.delete(el)).catch(() => {
+    blockedAudio.add(el);
+    if (!audioToast) audioToast = toast('Click anywhere to hear the call (the browser blocked sound until you do).', '', 0);
+  });
+}
+function unblockAudio() {
+  for (const el of blockedAudio) playAudio(el);
+  if (audioToast && blockedAudio.size === 0) { audioToast.remove(); audioToast = null; }
+}
+addEventListener('pointerdown', () => setTimeout(unblockAudio), true);
+addEventListener('keydown', () => setTimeout(unblockAudio), true);
 
 class Call {
   constructor() {
@@ -35,8 +65,13 @@ class Call {
     this.tiles = new Map(); // key: participant id or 'screen:<source>' → tile
     this.audioEls = new Map();
     this.remoteStreams = new Map(); // track id → MediaStream (for tests and tiles)
-    this.stats = new Stats($('stats'));
+    this.stats = new Stats($('stats'), (trackId) => {
+      const r = this.remoteStreams.get(trackId);
+      return r && { who: this.person(r.owner)?.displayName || '', kind: r.kind };
+    });
     this.pendingPub = []; this.pendingSub = [];
+    this.bot = ''; this.since = 0; this.clock = null;
+    this.grid = new ResizeObserver(() => layout());
   }
 
   async start({ room, bot, name }) {
@@ -56,26 +91,33 @@ class Call {
     s.addEventListener('gone', () => { toast('The connection to the service was lost.', 'bad', 0); this.end('connection lost'); });
 
     setConn('connecting…', 'warn');
+    lobbyError('');
+    this.bot = bot || ''; this.room = room || '';
     await this.openDevices();
     try { await s.connect(); } catch (err) { setConn('offline', 'bad'); toast(`Cannot reach the service: ${err.message}`, 'bad', 0); throw err; }
     if (bot) s.send({ type: 'callBot', bot, displayName: name });
     else s.send({ type: 'join', room, displayName: name });
-    $('room-title').textContent = bot ? `Calling ${bot}` : `Room ${room}`;
+    $('room-title').textContent = bot ? `Calling ${bot}…` : `Room ${room}`;
   }
 
   async openDevices() {
+    if (!navigator.mediaDevices?.getUserMedia) { toast('This page needs a secure context (https or localhost) for the microphone and camera.', 'bad', 0); return; }
+    const denied = [], missing = [];
     const want = async (constraints, what) => {
       try { return await navigator.mediaDevices.getUserMedia(constraints); } catch (err) {
-        const denied = err.name === 'NotAllowedError' || err.name === 'SecurityError';
-        toast(denied ? `Access to the ${what} was denied; you can still join and listen.` : `No ${what} available (${err.name}).`, 'bad', 8000);
+        (err.name === 'NotAllowedError' || err.name === 'SecurityError' ? denied : missing).push(what);
         return null;
       }
     };
-    if (!navigator.mediaDevices?.getUserMedia) { toast('This page needs a secure context (https or localhost) for the microphone and camera.', 'bad', 0); return; }
     const mic = await want({ audio: { echoCancellation: true, noiseSuppression: true } }, 'microphone');
     const cam = await want({ video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } } }, 'camera');
     this.local.audio = mic?.getAudioTracks()[0] || null;
     this.local.video = cam?.getVideoTracks()[0] || null;
+    const both = (l) => l.join(' and ');
+    if (denied.length) toast(`Access to the ${both(denied)} was denied: you join to listen${denied.includes('camera') ? ' and watch' : ''}. Allow ${denied.length > 1 ? 'them' : 'it'} in the browser's site settings and rejoin to take part.`, 'bad', 12000);
+    if (missing.length) toast(`No ${both(missing)} found: you join without ${missing.length > 1 ? 'them' : 'it'}.`, '', 8000);
+    setButton('mic', this.local.audio ? icons.mic : icons.micOff, this.local.audio ? 'Mute' : 'No mic', !this.local.audio, !this.local.audio);
+    setButton('cam', this.local.video ? icons.cam : icons.camOff, this.local.video ? 'Stop video' : 'No camera', !this.local.video, !this.local.video);
   }
 
   newPC(target) {
@@ -99,12 +141,20 @@ class Call {
     this.pub = this.newPC('publisher');
     if (this.local.audio) this.pub.addTransceiver(this.local.audio, { direction: 'sendonly' });
     if (this.local.video) this.pub.addTransceiver(this.local.video, { direction: 'sendonly', sendEncodings: SIMULCAST });
-    await this.publish();
-    this.stats.start(this.sub);
-    this.stats.pub = this.pub;
+    // Nothing to send (devices denied or missing): no publisher offer until a screen is shared.
+    if (this.pub.getTransceivers().length) {
+      try { await this.publish(); } catch (err) { toast(`Sending your microphone and camera failed: ${err.message}`, 'bad', 0); }
+    }
+    this.stats.start(this.sub, this.pub);
     this.ensureTile(this.me.participantId, true);
     this.renderRoster();
     showCall(true);
+    this.grid.observe($('grid'));
+    // The address bar holds the link to this call, to share or reload.
+    history.replaceState(null, '', this.bot ? `/?call=${encodeURIComponent(this.bot)}` : `/?room=${encodeURIComponent(this.room)}`);
+    this.since = Date.now();
+    const tick = () => { const s = Math.floor((Date.now() - this.since) / 1000); $('timer').textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`; };
+    tick(); this.clock = setInterval(tick, 1000);
   }
 
   async publish() {
@@ -146,7 +196,7 @@ class Call {
     this.remoteStreams.set(track.id, { stream, owner, kind, source: Number(source) });
     if (track.kind === 'audio') {
       const el = new Audio(); el.autoplay = true; el.srcObject = stream;
-      el.play().catch(() => toast('Click anywhere to hear the call (the browser blocked autoplay).', '', 8000));
+      playAudio(el);
       this.audioEls.set(track.id, el);
     } else {
       const key = kind === 'screenShare' ? `screen:${source}` : owner;
@@ -162,7 +212,8 @@ class Call {
   dropTrack(id) {
     const r = this.remoteStreams.get(id); if (!r) return;
     this.remoteStreams.delete(id);
-    this.audioEls.get(id)?.remove(); this.audioEls.delete(id);
+    const el = this.audioEls.get(id); if (el) { el.srcObject = null; blockedAudio.delete(el); }
+    this.audioEls.delete(id);
     if (r.kind === 'screenShare') this.removeTile(`screen:${r.source}`);
     else if (r.kind === 'video') { const t = this.tiles.get(r.owner); if (t) { t.video.srcObject = null; t.el.classList.remove('has-video'); } }
   }
@@ -183,17 +234,21 @@ class Call {
   ensureTile(key, self, screenOwner = null) {
     let t = this.tiles.get(key);
     if (t) return t;
-    const el = document.createElement('div'); el.className = 'tile' + (screenOwner ? ' screen' : '');
-    el.innerHTML = '<div class="avatar"></div><video autoplay playsinline></video><div class="label"></div>';
+    const el = document.createElement('div'); el.className = 'tile' + (screenOwner ? ' screen' : '') + (self ? ' self' : '');
+    el.innerHTML = '<div class="avatar"><span></span></div><video autoplay playsinline></video><div class="label"></div>';
     const video = el.querySelector('video');
     if (self) { video.muted = true; if (this.local.video) { video.srcObject = new MediaStream([this.local.video]); el.classList.add('has-video'); } }
-    t = { el, video, key, self, screenOwner, label: el.querySelector('.label'), avatar: el.querySelector('.avatar') };
-    this.tiles.set(key, t); $('grid').append(el);
+    t = { el, video, key, self, screenOwner, label: el.querySelector('.label'), avatar: el.querySelector('.avatar span') };
+    this.tiles.set(key, t);
+    // Your own tile stays last; screen shares come first.
+    const grid = $('grid'), selfTile = [...this.tiles.values()].find((x) => x.self && x !== t);
+    if (screenOwner) grid.prepend(el); else if (selfTile) grid.insertBefore(el, selfTile.el); else grid.append(el);
     this.renderTile(t);
+    layout();
     return t;
   }
 
-  removeTile(key) { const t = this.tiles.get(key); if (!t) return; t.observer?.disconnect(); t.el.remove(); this.tiles.delete(key); }
+  removeTile(key) { const t = this.tiles.get(key); if (!t) return; t.observer?.disconnect(); t.el.remove(); this.tiles.delete(key); layout(); }
 
   person(id) { return this.roster.find((p) => p.id === id); }
 
@@ -201,12 +256,15 @@ class Call {
     const id = t.screenOwner || t.key;
     const p = this.person(id);
     const name = p?.displayName || (t.self ? 'You' : '…');
-    const micMuted = p?.streams?.find((s) => s.kind === 'audio')?.muted;
+    const stream = (kind) => p?.streams?.find((s) => s.kind === kind);
+    const micMuted = t.self ? this.local.audio && !this.local.audio.enabled : stream('audio')?.muted;
+    const noMic = t.self ? !this.local.audio : p && !stream('audio');
     t.label.replaceChildren();
+    if (!t.screenOwner && (micMuted || noMic)) { const m = document.createElement('span'); m.className = 'mic-off'; m.innerHTML = icons.micOff; m.title = noMic ? 'no microphone' : 'muted'; t.label.append(m); }
     const n = document.createElement('span'); n.textContent = t.screenOwner ? `${name}'s screen` : t.self ? `${name} (you)` : name; t.label.append(n);
     if (p?.isBot) { const b = document.createElement('span'); b.className = 'badge'; b.textContent = 'bot'; t.label.append(b); }
-    if (micMuted) { const m = document.createElement('span'); m.className = 'muted-icon'; m.textContent = '🔇'; m.title = 'muted'; t.label.append(m); }
     t.avatar.textContent = initials(name);
+    t.avatar.style.setProperty('--hue', hue(id));
     t.el.classList.toggle('speaking', !t.screenOwner && id === this.dominant);
   }
 
@@ -224,14 +282,28 @@ class Call {
 
   renderRoster() {
     const ul = $('roster'); ul.replaceChildren();
+    $('count').textContent = this.roster.length || '';
     for (const p of this.roster) {
       const li = document.createElement('li'); li.dataset.id = p.id;
       if (p.id === this.dominant) li.classList.add('speaking');
-      const kinds = (p.streams || []).map((s) => (s.kind === 'audio' ? (s.muted ? '🔇' : '🎤') : s.kind === 'video' ? (s.muted ? '' : '📷') : '🖥')).join(' ');
-      li.innerHTML = '<span class="dot"></span><span class="name"></span><span class="streams"></span>';
-      li.querySelector('.name').textContent = p.displayName + (p.id === this.me?.participantId ? ' (you)' : '') + (p.isBot ? ' · bot' : '');
-      li.querySelector('.streams').textContent = kinds;
+      li.innerHTML = '<span class="av"></span><span class="who"><span class="name"></span></span><span class="streams"></span>';
+      const av = li.querySelector('.av'); av.textContent = initials(p.displayName); av.style.setProperty('--hue', hue(p.id));
+      li.querySelector('.name').textContent = p.displayName;
+      const tag = (text, cls) => { const e = document.createElement('span'); e.className = cls; e.textContent = text; li.querySelector('.who').append(e); };
+      if (p.id === this.me?.participantId) tag('you', 'tag');
+      if (p.isBot) tag('bot', 'badge');
+      const icon = (s) => (s.kind === 'audio' ? (s.muted ? icons.micOff : icons.mic) : s.kind === 'video' ? (s.muted ? icons.camOff : icons.cam) : icons.screen);
+      const streams = li.querySelector('.streams');
+      for (const s of p.streams || []) {
+        const e = document.createElement('span'); e.className = s.muted ? 'off' : ''; e.innerHTML = icon(s);
+        e.title = `${s.kind === 'screenShare' ? 'screen' : s.kind}${s.muted ? ' (muted)' : ''}${s.width ? ` ${s.width}×${s.height}` : ''}`;
+        streams.append(e);
+      }
       ul.append(li);
+    }
+    if (this.bot) {
+      const b = this.roster.find((p) => p.isBot);
+      if (b) $('room-title').textContent = `Call with ${b.displayName}`;
     }
   }
 
@@ -243,8 +315,9 @@ class Call {
 
   onError(msg) {
     if (msg.code === 'not_found' && (msg.ref === 'callBot' || !this.me)) {
-      toast(`There is no bot called “${params.get('call') || $('bot').value}”.`, 'bad', 0);
-      this.end('unknown bot'); return;
+      this.end('unknown bot');
+      lobbyError(`Unknown bot “${this.bot}”: this service has no bot by that name.${$('bot-chips').childElementCount ? ' Pick one below.' : ''}`);
+      return;
     }
     toast(`The service said: ${msg.message}`, 'bad', 8000);
   }
@@ -253,14 +326,16 @@ class Call {
     const t = this.local.audio; if (!t) { toast('No microphone.', 'bad'); return; }
     t.enabled = !t.enabled;
     this.signal.send({ type: 'mute', kind: 'audio', muted: !t.enabled });
-    $('mic').textContent = t.enabled ? 'Mute' : 'Unmute'; $('mic').classList.toggle('off', !t.enabled);
+    setButton('mic', t.enabled ? icons.mic : icons.micOff, t.enabled ? 'Mute' : 'Unmute', !t.enabled);
+    const self = this.tiles.get(this.me?.participantId); if (self) this.renderTile(self);
   }
 
   async toggleCam() {
     const t = this.local.video; if (!t) { toast('No camera.', 'bad'); return; }
     t.enabled = !t.enabled;
     this.signal.send({ type: 'mute', kind: 'video', muted: !t.enabled });
-    $('cam').textContent = t.enabled ? 'Stop video' : 'Start video'; $('cam').classList.toggle('off', !t.enabled);
+    setButton('cam', t.enabled ? icons.cam : icons.camOff, t.enabled ? 'Stop video' : 'Start video', !t.enabled);
+    this.tiles.get(this.me?.participantId)?.el.classList.toggle('has-video', t.enabled);
   }
 
   async toggleScreen() {
@@ -274,7 +349,7 @@ class Call {
     this.screenSender = this.pub.addTransceiver(track, { direction: 'sendonly' }).sender;
     track.addEventListener('ended', () => this.stopScreen());
     await this.publish();
-    $('screen').textContent = 'Stop sharing';
+    setButton('screen', icons.screen, 'Stop sharing', true);
   }
 
   async stopScreen() {
@@ -282,7 +357,7 @@ class Call {
     this.local.screen.stop(); this.local.screen = null;
     if (this.screenSender) { this.pub.removeTrack(this.screenSender); this.screenSender = null; }
     await this.publish();
-    $('screen').textContent = 'Share screen';
+    setButton('screen', icons.screen, 'Share screen');
   }
 
   end(reason) {
@@ -291,14 +366,34 @@ class Call {
     this.signal?.close(); this.stats.stop();
     this.pub?.close(); this.sub?.close();
     for (const t of Object.values(this.local)) t?.stop();
-    for (const el of this.audioEls.values()) el.remove();
+    for (const el of this.audioEls.values()) { el.srcObject = null; blockedAudio.delete(el); }
     for (const key of [...this.tiles.keys()]) this.removeTile(key);
+    this.grid.disconnect(); clearInterval(this.clock);
     setConn('offline');
-    $('room-title').textContent = '';
-    if (reason && reason !== 'left') toast(`The call ended: ${reason}.`, '', 6000);
+    $('room-title').textContent = ''; $('timer').textContent = '';
+    if (reason && reason !== 'left' && reason !== 'unknown bot') toast(`The call ended: ${reason}.`, '', 6000);
     showCall(false);
+    if (this.me) history.replaceState(null, '', '/');
     window.sb.call = null;
   }
+}
+
+// layout sizes the tiles: the largest 16:9 tiles that fit the grid, in the best number of
+// columns.
+function layout() {
+  const g = $('grid'), n = g.children.length;
+  if (!n || !g.clientWidth) return;
+  const gap = 12, pad = 16, ar = 16 / 9;
+  const W = g.clientWidth - 2 * pad, H = g.clientHeight - 2 * pad;
+  let best = { w: 0, h: 0 };
+  for (let cols = 1; cols <= n; cols++) {
+    const rows = Math.ceil(n / cols);
+    let w = (W - gap * (cols - 1)) / cols, h = w / ar;
+    if (h * rows + gap * (rows - 1) > H) { h = (H - gap * (rows - 1)) / rows; w = h * ar; }
+    if (w > best.w) best = { w, h };
+  }
+  g.style.setProperty('--tile-w', `${Math.floor(best.w)}px`);
+  g.style.setProperty('--tile-h', `${Math.floor(best.h)}px`);
 }
 
 function showCall(inCall) { $('lobby').classList.toggle('hidden', inCall); $('call').classList.toggle('hidden', !inCall); }
@@ -342,6 +437,8 @@ function main() {
     const bot = $('bot').value.trim(); if (!bot) { $('bot').focus(); return; }
     begin({ bot, name: $('name').value.trim() });
   };
+  setButton('mic', icons.mic, 'Mute'); setButton('cam', icons.cam, 'Stop video');
+  setButton('screen', icons.screen, 'Share screen'); setButton('leave', icons.leave, 'Leave');
   $('mic').onclick = () => window.sb.call?.toggleMic();
   $('cam').onclick = () => window.sb.call?.toggleCam();
   $('screen').onclick = () => window.sb.call?.toggleScreen();
