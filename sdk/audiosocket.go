@@ -159,6 +159,8 @@ type AudioSocket struct {
 	rtpSender *webrtc.RTPSender
 	sendable  atomic.Bool // the answer allows sending
 	status    atomic.Uint32
+	sendMu    sync.RWMutex // Send holds it for reading; close sets sendDead under it
+	sendDead  bool         // closed: Send refuses, so no buffer is queued after the drain
 
 	stop       chan struct{}
 	wg         sync.WaitGroup
@@ -387,17 +389,23 @@ func (s *AudioSocket) dominantSpeakerChanged(sourceID uint32) {
 	s.events.pushControl(audioEvent{kind: audioDominant, source: sourceID})
 }
 
-// SendStatus is the socket's current send status.
+// SendStatus is the socket's current send status (Inactive once the socket is closed).
 func (s *AudioSocket) SendStatus() MediaSendStatus { return MediaSendStatus(s.status.Load()) }
 
 // Send queues one 20 ms frame (media.FrameSamples samples of 16 kHz PCM) to send. The buffer is
 // the platform's from now on until OnSendDone (or, without it, until the platform Releases it);
 // the socket's clock encodes one queued frame every 20 ms. Send fails with ErrNotSending while
-// the send status is Inactive and with ErrSendQueueFull when the bot is more than
-// SendQueueFrames ahead; the buffer then stays the bot's.
+// the send status is Inactive, with ErrSocketClosed once the socket is closed (from the call's
+// cleanup on) and with ErrSendQueueFull when the bot is more than SendQueueFrames ahead; the
+// buffer then stays the bot's. Send may be called from any goroutine.
 func (s *AudioSocket) Send(buf *media.AudioBuffer) error {
 	if buf == nil {
 		return errors.New("sdk: send nil audio buffer")
+	}
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	if s.sendDead {
+		return ErrSocketClosed
 	}
 	if s.SendStatus() != Active {
 		return ErrNotSending
@@ -577,6 +585,9 @@ func (s *AudioSocket) close() {
 		s.closed = true
 		s.mu.Unlock()
 		s.status.Store(uint32(Inactive))
+		s.sendMu.Lock()
+		s.sendDead = true
+		s.sendMu.Unlock()
 		close(s.stop)
 		if s.stopClock != nil {
 			s.stopClock()

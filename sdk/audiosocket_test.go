@@ -2,9 +2,11 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -332,6 +334,94 @@ func TestAudioSend(t *testing.T) {
 	if corr < 0.9 {
 		t.Errorf("correlation of the bot's audio at the peer = %.3f, want ≥ 0.9", corr)
 	}
+}
+
+// TestNothingAfterClose: once the call's media is closed, no socket callback runs again, every
+// buffer the bot handed to Send came back through OnSendDone, and Send (even racing the close)
+// refuses with ErrSocketClosed, leaving the buffer the bot's.
+func TestNothingAfterClose(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var closed, late atomic.Bool
+	var audio *AudioSocket
+	audio, err := NewAudioSocket(AudioSocketSettings{
+		Direction: Sendrecv,
+		OnAudioReceived: func(e AudioReceivedEvent) {
+			if closed.Load() {
+				late.Store(true)
+			}
+			if audio.Send(e.Buffer) != nil {
+				e.Buffer.Release()
+			}
+		},
+		OnSendDone: func(b *media.AudioBuffer) {
+			if closed.Load() {
+				late.Store(true)
+			}
+			b.Release()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	video, err := NewVideoSocket(VideoSocketSettings{Direction: Sendrecv, SupportedSendFormats: []media.VideoFormat{media.NV12_320x180_15},
+		OnSendDone: func(b *media.VideoBuffer) {
+			if closed.Load() {
+				late.Store(true)
+			}
+			b.Release()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTestCall(t, false, audio, video)
+	waitUntil(t, 10*time.Second, "both sockets Active", func() bool { return audio.SendStatus() == Active && video.SendStatus() == Active })
+	// A bot goroutine keeps sending through the close.
+	apool, vpool := media.NewAudioPool("bot audio"), media.NewVideoPool("bot video")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var refusedAudio, refusedVideo atomic.Int64
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if b := apool.Get(); audio.Send(b) != nil {
+				b.Release()
+				refusedAudio.Add(1)
+			}
+			if b := vpool.Get(media.NV12_320x180_15); video.Send(b) != nil {
+				b.Release()
+				refusedVideo.Add(1)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+	time.Sleep(300 * time.Millisecond)
+	tc.config.close()
+	closed.Store(true)
+	if err := audio.Send(apool.Get()); !errors.Is(err, ErrSocketClosed) {
+		t.Errorf("audio Send after close: %v, want ErrSocketClosed", err)
+	}
+	if err := video.Send(vpool.Get(media.NV12_320x180_15)); !errors.Is(err, ErrSocketClosed) {
+		t.Errorf("video Send after close: %v, want ErrSocketClosed", err)
+	}
+	time.Sleep(200 * time.Millisecond) // room for a stray callback
+	close(stop)
+	wg.Wait()
+	tc.close()
+	if late.Load() {
+		t.Error("a socket callback ran after the media was closed")
+	}
+	// Two buffers were refused above and are still the test's; everything else came back.
+	if st := apool.Stats(); st.Outstanding != 1 {
+		t.Errorf("bot's audio pool has %d buffers outstanding, want 1", st.Outstanding)
+	}
+	if st := vpool.Stats(); st.Outstanding != 1 {
+		t.Errorf("bot's video pool has %d buffers outstanding, want 1", st.Outstanding)
+	}
+	t.Logf("refused after close: %d audio, %d video", refusedAudio.Load(), refusedVideo.Load())
 }
 
 // TestAnswerLayout: the answer keeps the offer's m-lines; lines without a socket are inactive and

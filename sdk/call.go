@@ -69,8 +69,8 @@ func (c *Call) Context() context.Context { return c.ctx }
 // Logger is the handler's logger with the call id attached.
 func (c *Call) Logger() *slog.Logger { return c.log }
 
-// Done is closed when the call's goroutine has ended (after OnCleanup returned and the media was
-// closed).
+// Done is closed when the call's goroutine has ended (the media closed, then OnCleanup
+// returned).
 func (c *Call) Done() <-chan struct{} { return c.done }
 
 // Subscribe asks the service to put the video of sourceID (a video or screen-share stream of the
@@ -486,11 +486,13 @@ func (c *Call) cleanup(reason error) {
 		}
 		cancel()
 	}
-	if f := c.bot.OnCleanup; f != nil {
-		_ = c.safely("OnCleanup", func() { f(reason) })
-	}
+	// The media goes first: once it is closed no socket callback of the call runs again, so
+	// OnCleanup may release what those callbacks use (files, encoders) without racing them.
 	if c.media != nil {
 		_ = c.safely("media close", c.media.close)
+	}
+	if f := c.bot.OnCleanup; f != nil {
+		_ = c.safely("OnCleanup", func() { f(reason) })
 	}
 	c.h.forget(c.id, reason)
 	c.log.Info("call cleaned up", "reason", reason)

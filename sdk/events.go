@@ -38,8 +38,15 @@ type CallEvents struct {
 	// OnCleanup is called exactly once, last, when the call is over for whatever reason;
 	// reason wraps one of this package's Err* sentinels (ErrCallTerminated, ErrCallRejected,
 	// ErrCallEnded, ErrAnswerTimeout, ErrAnswerFailed, ErrMediaFailed, ErrEstablishTimeout,
-	// ErrBotPanic, ErrHandlerClosed). After it returns the handler closes the call's
-	// MediaConfiguration; the bot must not use the call's sockets afterwards.
+	// ErrBotPanic, ErrHandlerClosed).
+	//
+	// Before calling it the handler has cancelled Call.Context and closed the call's
+	// MediaConfiguration: every socket has stopped, its goroutines have returned (no socket
+	// callback of this call runs during or after OnCleanup), queued received buffers were
+	// released and buffers given to Send were handed back through OnSendDone. So OnCleanup may
+	// close what the socket callbacks write to (files, encoders) without a lock. The sockets'
+	// Send fails from then on. Because the media closes first, a socket callback must never
+	// block on something only OnCleanup releases; wait on Call.Context instead.
 	OnCleanup func(reason error)
 }
 

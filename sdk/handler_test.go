@@ -639,6 +639,44 @@ func TestCleanupExactlyOnce(t *testing.T) {
 	}
 }
 
+// TestMediaClosedBeforeCleanup: by the time OnCleanup runs, the handler has closed the call's
+// media (exactly once) and cancelled the call's context, so no socket callback can race it.
+func TestMediaClosedBeforeCleanup(t *testing.T) {
+	r := newRecorder()
+	m := &fakeMedia{}
+	r.decide = func(ctx context.Context, c *Call, in *IncomingCall) Workflow {
+		return Workflow{action: protocol.ActionAnswer, media: m}
+	}
+	var closesAtCleanup atomic.Int32
+	var ctxDone atomic.Bool
+	e := newEnv(t, func(c *Call) CallEvents {
+		ev := r.newCall(c)
+		inner := ev.OnCleanup
+		ev.OnCleanup = func(reason error) {
+			closesAtCleanup.Store(m.closes.Load())
+			ctxDone.Store(c.Context().Err() != nil)
+			inner(reason)
+		}
+		return ev
+	})
+	if status, body := e.post("/call", incoming("c-1", true), nil); status != http.StatusOK {
+		t.Fatalf("call: %d %s", status, body)
+	}
+	if status, _ := e.post("/notification", stateNote("c-1", 1, protocol.StateTerminated), nil); status != http.StatusNoContent {
+		t.Fatalf("terminated: %d", status)
+	}
+	r.waitCleanup(t, "c-1", ErrCallTerminated)
+	if n := closesAtCleanup.Load(); n != 1 {
+		t.Errorf("media closed %d times when OnCleanup ran, want 1 (closed before it)", n)
+	}
+	if !ctxDone.Load() {
+		t.Error("the call's context was not done when OnCleanup ran")
+	}
+	if n := m.closes.Load(); n != 1 {
+		t.Errorf("media closed %d times in all, want 1", n)
+	}
+}
+
 func TestAnswerFailuresReject(t *testing.T) {
 	cases := []struct {
 		name   string

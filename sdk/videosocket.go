@@ -97,6 +97,8 @@ type VideoSocket struct {
 	rtpSender *webrtc.RTPSender
 	sendable  atomic.Bool
 	status    atomic.Uint32
+	sendMu    sync.RWMutex // Send holds it for reading; close sets sendDead under it
+	sendDead  bool         // closed: Send refuses, so no buffer is queued after the drain
 	up        atomic.Bool
 	estimate  atomic.Int64 // bits a second, from REMB
 	forceKey  atomic.Bool
@@ -440,6 +442,11 @@ func (s *VideoSocket) Send(buf *media.VideoBuffer) error {
 	if buf == nil {
 		return errors.New("sdk: send nil video buffer")
 	}
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	if s.sendDead {
+		return ErrSocketClosed
+	}
 	if s.SendStatus() != Active {
 		return ErrNotSending
 	}
@@ -594,6 +601,9 @@ func (s *VideoSocket) close() {
 		s.closed = true
 		s.mu.Unlock()
 		s.status.Store(uint32(Inactive))
+		s.sendMu.Lock()
+		s.sendDead = true
+		s.sendMu.Unlock()
 		close(s.stop)
 		s.wg.Wait()
 		for {

@@ -200,7 +200,7 @@ func (p *audioPump) fill() bool {
 		if err != nil {
 			p.outstanding--
 			buf.Release()
-			if errors.Is(err, sdk.ErrNotSending) {
+			if errors.Is(err, sdk.ErrNotSending) || errors.Is(err, sdk.ErrSocketClosed) {
 				p.active = false
 			}
 			break

@@ -205,7 +205,8 @@ func (pb *playback) start() {
 	}()
 }
 
-// cleanup stops the pumps (the handler then closes the media).
+// cleanup stops the pumps. The handler has closed the media already, so a pump's last Send
+// may have failed with sdk.ErrSocketClosed (that frame was not sent).
 func (pb *playback) cleanup(reason error) {
 	close(pb.stop)
 	pb.wg.Wait()

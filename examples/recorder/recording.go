@@ -27,8 +27,8 @@ const frameDuration = media.FrameDuration * time.Millisecond
 //   - the audio socket's event goroutine: mix and speakers;
 //   - each video socket's event goroutine: its videoTrack.
 //
-// OnCleanup closes the call's media first, which waits for the sockets' goroutines, and only
-// then closes the files.
+// The handler closes the call's media before OnCleanup (the sockets' goroutines have returned
+// by then), so cleanup closes the files without racing the socket callbacks that write them.
 type recording struct {
 	opts     options
 	platform *sdk.MediaPlatform
@@ -227,11 +227,9 @@ func (r *recording) onAudio(ev sdk.AudioReceivedEvent) {
 	}
 }
 
-// cleanup ends the recording: no more media, then every file closed.
+// cleanup ends the recording: every file closed. The media is already closed: no socket
+// callback runs during or after OnCleanup.
 func (r *recording) cleanup(reason error) {
-	if r.media != nil {
-		r.media.Close() // waits for the sockets' event goroutines: nothing writes after this
-	}
 	var errs []error
 	if r.mix != nil {
 		errs = append(errs, r.mix.close())
