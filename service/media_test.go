@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboard-rtc/switchboard/internal/protocol"
 	"github.com/switchboard-rtc/switchboard/service/calls"
 	"github.com/switchboard-rtc/switchboard/service/config"
 	"github.com/switchboard-rtc/switchboard/service/internal/testpeer"
@@ -106,4 +107,29 @@ func TestShutdownEndsConferencing(t *testing.T) {
 	if _, err := s.SFU().Conference("after"); !errors.Is(err, sfu.ErrClosed) {
 		t.Errorf("SFU after shutdown: %v", err)
 	}
+}
+
+// TestRoomEndsWithLastBrowser: when the last browser leaves a room, the room's conference ends
+// in the call layer (gone from Stats) and the bot in it gets terminated/conferenceEnded.
+func TestRoomEndsWithLastBrowser(t *testing.T) {
+	s := newConfServer(t, Conferencing{})
+	rec := newRecordingBot(t, s, "rec")
+	p := dialPeer(t, s, testpeer.Config{Name: "Ann", Audio: steady(1, 4000)})
+	j, err := p.Join(t.Context(), "retro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Calls().InviteBot(t.Context(), j.ConferenceID, "rec", protocol.Identity{Identity: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "bot call established", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.established })
+	if err := p.Leave(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the room gone from the call layer", func() bool { calls, confs := s.Calls().Stats(); return calls == 0 && confs == 0 })
+	eventually(t, "the bot told", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return slices.Contains(rec.states, "terminated/"+calls.ReasonConferenceEnded)
+	})
 }

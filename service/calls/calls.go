@@ -71,6 +71,7 @@ const (
 	ReasonEndedByBot      = "endedByBot"      // the bot ended the call (DELETE /v1/calls/{id})
 	ReasonEndedByService  = "endedByService"  // EndCall without a reason
 	ReasonParticipantLeft = "participantLeft" // the caller of a one-to-one call left
+	ReasonConferenceEnded = "conferenceEnded" // the last human participant of a room left
 	ReasonServiceShutdown = "serviceShutdown" // the service is shutting down
 )
 
@@ -190,6 +191,8 @@ type Manager struct {
 type conference struct {
 	id, name string
 	oneToOne bool
+	room     bool // opened by EnterRoom: ends when its last human leaves
+	ended    bool // removed: its calls' terminations send no roster updates
 	humans   []*human
 	calls    []*call // bot calls not terminated, in joining order
 }
@@ -286,7 +289,8 @@ func (m *Manager) CreateConference(id, name string) (string, error) {
 	return id, nil
 }
 
-// EndConference terminates every bot call of the conference (reason) and removes it.
+// EndConference terminates every bot call of the conference (reason, ReasonEndedByService when
+// empty; each bot gets its terminated notification) and removes it.
 func (m *Manager) EndConference(id, reason string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -297,10 +301,49 @@ func (m *Manager) EndConference(id, reason string) error {
 	if reason == "" {
 		reason = ReasonEndedByService
 	}
+	m.endConference(conf, reason)
+	return nil
+}
+
+// endConference removes conf and terminates its bot calls, under the lock.
+func (m *Manager) endConference(conf *conference, reason string) {
+	conf.ended = true
+	if m.confs[conf.id] == conf {
+		delete(m.confs, conf.id)
+	}
 	for _, c := range append([]*call(nil), conf.calls...) {
 		m.terminate(c, reason)
 	}
-	delete(m.confs, id)
+	m.log.Info("conference ended", "conference_id", conf.id, "reason", reason)
+}
+
+// EnterRoom adds a human participant to the conference id, opening it first (named name) when
+// it is not open. A conference opened this way is a room: it lives while humans are in it.
+// When its last human leaves (RemoveParticipant) it ends: its bots' calls terminate with
+// ReasonConferenceEnded (each bot gets its terminated notification) and it is removed.
+func (m *Manager) EnterRoom(id, name string, p Participant) error {
+	if err := checkParticipant(p); err != nil {
+		return fmt.Errorf("enter room %.40q: %w", id, err)
+	}
+	if id == "" || len(id) > protocol.MaxIDBytes || len(name) > protocol.MaxTextBytes {
+		return fmt.Errorf("enter room %.40q: id or name empty or too long: %w", id, ErrInvalid)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closing {
+		return ErrClosed
+	}
+	conf, ok := m.confs[id]
+	if !ok {
+		conf = &conference{id: id, name: name, room: true}
+		m.confs[id] = conf
+	}
+	if err := m.addHuman(conf, p); err != nil {
+		if !ok {
+			delete(m.confs, id)
+		}
+		return fmt.Errorf("enter room: %w", err)
+	}
 	return nil
 }
 
@@ -315,11 +358,16 @@ func (m *Manager) AddParticipant(confID string, p Participant) error {
 	if err != nil {
 		return fmt.Errorf("add participant %s: %w", p.ID, err)
 	}
+	return m.addHuman(conf, p)
+}
+
+// addHuman adds a human participant to conf and sends the roster, under the lock.
+func (m *Manager) addHuman(conf *conference, p Participant) error {
 	if conf.find(p.ID) >= 0 || conf.botByParticipant(p.ID) != nil {
-		return fmt.Errorf("add participant %s to %s: already there: %w", p.ID, confID, ErrConflict)
+		return fmt.Errorf("add participant %s to %s: already there: %w", p.ID, conf.id, ErrConflict)
 	}
 	if len(conf.humans)+len(conf.calls) >= protocol.MaxParticipants {
-		return fmt.Errorf("add participant %s to %s: %w", p.ID, confID, ErrConferenceFull)
+		return fmt.Errorf("add participant %s to %s: %w", p.ID, conf.id, ErrConferenceFull)
 	}
 	conf.humans = append(conf.humans, &human{Participant: cloneParticipant(p)})
 	m.rosterChanged(conf)
@@ -327,7 +375,8 @@ func (m *Manager) AddParticipant(confID string, p Participant) error {
 }
 
 // RemoveParticipant removes a human participant; the bots get a roster update. When the caller
-// of a one-to-one call leaves, the call ends (ReasonParticipantLeft).
+// of a one-to-one call leaves, the call ends (ReasonParticipantLeft); when the last human of a
+// room (EnterRoom) leaves, the room ends (ReasonConferenceEnded).
 func (m *Manager) RemoveParticipant(confID, participantID string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -344,6 +393,10 @@ func (m *Manager) RemoveParticipant(confID, participantID string) error {
 		for _, c := range append([]*call(nil), conf.calls...) {
 			m.terminate(c, ReasonParticipantLeft)
 		}
+		return nil
+	}
+	if conf.room && len(conf.humans) == 0 {
+		m.endConference(conf, ReasonConferenceEnded)
 		return nil
 	}
 	m.rosterChanged(conf)
@@ -869,7 +922,7 @@ func (m *Manager) terminate(c *call, reason string) {
 	}
 	if conf.oneToOne {
 		delete(m.confs, conf.id)
-	} else if wasEstablished {
+	} else if wasEstablished && !conf.ended {
 		m.rosterChanged(conf)
 	}
 	m.log.Info("call terminated", "call_id", c.ref.ID, "app_id", c.bot.AppID, "reason", reason)

@@ -553,6 +553,85 @@ func TestConferenceRoster(t *testing.T) {
 	})
 }
 
+// TestRoomEndsWithItsLastHuman: a room (EnterRoom) lives while humans are in it; when the last
+// one leaves, its bots' calls (established or still ringing) terminate with conferenceEnded,
+// their media closes and the room is gone from Stats. A conference opened with
+// CreateConference stays when its humans leave.
+func TestRoomEndsWithItsLastHuman(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, true)
+		bob := Participant{ID: "p-bob", Identity: "bob"}
+		if err := e.m.EnterRoom("room-retro", "retro", alice); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.m.EnterRoom("room-retro", "retro", bob); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.m.EnterRoom("room-retro", "retro", bob); !errors.Is(err, ErrConflict) {
+			t.Fatalf("bob twice: %v", err)
+		}
+		echo, err := e.m.InviteBot(t.Context(), "room-retro", "echo", protocol.Identity{Identity: "alice@example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.respond(t, echo.ID, workflow(t, answer("v=0\r\n"), protocol.NotificationRosterUpdate))
+		e.media.connect <- nil
+		synctest.Wait()
+		ringing, err := e.m.InviteBot(t.Context(), "room-retro", "rec", protocol.Identity{Identity: "alice@example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.m.RemoveParticipant("room-retro", alice.ID); err != nil {
+			t.Fatal(err)
+		}
+		if calls, confs := e.m.Stats(); calls != 2 || confs != 1 {
+			t.Fatalf("with bob still there: %d calls, %d conferences", calls, confs)
+		}
+		if err := e.m.RemoveParticipant("room-retro", bob.ID); err != nil {
+			t.Fatal(err)
+		}
+		if calls, confs := e.m.Stats(); calls != 0 || confs != 0 {
+			t.Fatalf("after the last human left: %d calls, %d conferences", calls, confs)
+		}
+		if _, err := e.m.Conference("room-retro"); !errors.Is(err, ErrConferenceNotFound) {
+			t.Fatalf("room after the last human left: %v", err)
+		}
+		bot := "bot-" + echo.ID
+		want := "roster[p-alice,p-bob," + bot + "] roster[p-bob," + bot + "] terminated:" + ReasonConferenceEnded
+		if got := states(e.bus.notifications(t, echo.ID)); got != want {
+			t.Fatalf("established bot's notifications:\n got %s\nwant %s", got, want)
+		}
+		if got := states(e.bus.notifications(t, ringing.ID)); got != "terminated:"+ReasonConferenceEnded {
+			t.Fatalf("ringing bot's notifications: %s", got)
+		}
+		synctest.Wait()
+		if e.media.closes(echo.ID) != 1 || e.media.closes(ringing.ID) != 1 {
+			t.Fatal("bot media not closed once")
+		}
+		// The name opens a new room; a refused entry leaves none behind.
+		if err := e.m.EnterRoom("room-retro", "retro", bob); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.m.EnterRoom("room-x", "x", Participant{Identity: "no id"}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("invalid participant: %v", err)
+		}
+		if _, confs := e.m.Stats(); confs != 1 {
+			t.Fatalf("%d conferences, want the new room only", confs)
+		}
+		// A conference opened with CreateConference outlives its humans.
+		conf, _ := e.m.CreateConference("standing", "")
+		if err := e.m.AddParticipant(conf, alice); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.m.RemoveParticipant(conf, alice.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.m.Conference(conf); err != nil {
+			t.Fatalf("created conference after its human left: %v", err)
+		}
+	})
+}
+
 func TestJoinAndInviteByBot(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, false)

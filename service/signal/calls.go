@@ -23,9 +23,10 @@ func RoomConferenceID(room string) string {
 }
 
 // CallsDirectory is the Directory of a service with a call layer: a room is the call layer's
-// conference RoomConferenceID(name) (created on first use), calling a bot places a one-to-one call to
-// the bot whose app id is the name, and the call layer's roster follows the browsers that join
-// and leave. (Streams and the dominant speaker reach it from the SFU: sfu.SFU.ReportTo.)
+// conference RoomConferenceID(name) (opened on first use with calls.Manager.EnterRoom, and
+// ended, with its bots' calls, when its last browser leaves), calling a bot places a one-to-one
+// call to the bot whose app id is the name, and the call layer's roster follows the browsers that
+// join and leave. (Streams and the dominant speaker reach it from the SFU: sfu.SFU.ReportTo.)
 type CallsDirectory struct {
 	Calls *calls.Manager
 }
@@ -35,10 +36,7 @@ var _ Directory = CallsDirectory{}
 // Room implements Directory.
 func (d CallsDirectory) Room(_ context.Context, room string, c Caller) (string, error) {
 	id := RoomConferenceID(room)
-	if _, err := d.Calls.CreateConference(id, room); err != nil && !errors.Is(err, calls.ErrConferenceExists) {
-		return "", fmt.Errorf("room %q: %w", room, err)
-	}
-	if err := d.Calls.AddParticipant(id, calls.Participant{ID: c.ParticipantID, DisplayName: c.DisplayName, Identity: c.ParticipantID}); err != nil {
+	if err := d.Calls.EnterRoom(id, room, calls.Participant{ID: c.ParticipantID, DisplayName: c.DisplayName, Identity: c.ParticipantID}); err != nil {
 		return "", fmt.Errorf("room %q: %w", room, err)
 	}
 	return id, nil
