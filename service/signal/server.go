@@ -339,6 +339,7 @@ func (s *Server) join(ctx context.Context, ss *session, ref, display string, res
 	var unwatch func()
 	for range 2 { // a conference that just emptied closes; the second try gets a new one
 		if conf, err = s.sfu.Conference(confID); err != nil {
+			s.undoResolve(confID, ss.id)
 			return fail(CodeFailed, ref, err)
 		}
 		ss.mu.Lock()
@@ -353,6 +354,7 @@ func (s *Server) join(ctx context.Context, ss *session, ref, display string, res
 	}
 	if err != nil {
 		unwatch()
+		s.undoResolve(confID, ss.id)
 		return fail(CodeFailed, ref, err)
 	}
 	ss.mu.Lock()
@@ -365,6 +367,14 @@ func (s *Server) join(ctx context.Context, ss *session, ref, display string, res
 	ss.send(rosterMessage(conf.Roster()))
 	ss.log.Info("joined", "conference", confID)
 	return nil
+}
+
+// undoResolve tells the Directory that a participant it admitted never got into the SFU's
+// conference (so that the call layer does not keep it, and its room, forever).
+func (s *Server) undoResolve(confID, participantID string) {
+	if s.opts.Directory != nil {
+		s.opts.Directory.Left(confID, participantID)
+	}
 }
 
 func (s *Server) joinConference(ss *session, conf *sfu.Conference, display string) (*sfu.Participant, error) {

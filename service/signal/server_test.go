@@ -492,3 +492,24 @@ func TestCallsDirectory(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestJoinFailureLeavesNothing: a browser that the call layer admitted but the SFU could not
+// take (here: closed) is not left behind in the call layer's room.
+func TestJoinFailureLeavesNothing(t *testing.T) {
+	m, err := calls.New(calls.Options{Bots: oneBot{}, Bus: nullBus{}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	e := newEnv(t, Options{Directory: CallsDirectory{Calls: m}})
+	_ = e.sfu.Close()
+	a := dial(t, e)
+	defer a.close()
+	a.send(Join{Type: "join", Room: "retro", DisplayName: "Ann"})
+	if got := a.expect("error"); got["code"] != CodeFailed {
+		t.Fatalf("join with the SFU closed: %v", got)
+	}
+	if calls, confs := m.Stats(); calls != 0 || confs != 0 {
+		t.Fatalf("after a failed join: %d calls, %d conferences in the call layer", calls, confs)
+	}
+}
