@@ -217,8 +217,15 @@ func TestRoom(t *testing.T) {
 	}
 	n := browsertest.Eval[int](ann, `sbProbe.dominant.length`)
 	ann.Wait("the floor to move", `sbProbe.dominant.slice(`+strconv.Itoa(n)+`).some((d) => d.id !== `+browsertest.Quote(first)+` && d.roster && (d.id === '' ? d.lit === 0 : d.tile))`, `sbProbe.dominant`)
+	// Ann shares her screen: Bob gets a screen tile next to her camera's.
+	ann.Run(`window.sb.call.toggleScreen()`)
+	bob := pages["Bob"]
+	bob.Wait("Ann's screen in a tile", `[...window.sb.call.tiles.values()].some((t) => t.screenOwner === `+browsertest.Quote(ids["Ann"])+` && t.video.videoWidth > 0)`, `[...window.sb.call.tiles.keys()]`)
+	t.Logf("Bob sees Ann's screen: %s", browsertest.Eval[string](bob, `(() => { const v = [...window.sb.call.tiles.values()].find((t) => t.screenOwner).video; return v.videoWidth + 'x' + v.videoHeight; })()`))
+
 	t.Logf("dominant speakers Ann's page was told of (ids: Ann %s, Bob %s): %s", ids["Ann"], ids["Bob"], browsertest.Eval[string](ann, `JSON.stringify(sbProbe.dominant)`))
 	ann.Screenshot(filepath.Join(browsertest.Artifacts(t), "room.png"))
+	bob.Screenshot(filepath.Join(browsertest.Artifacts(t), "room-screen-share.png"))
 }
 
 // TestUnknownBot: the deep link to a bot the service does not have leaves the page in the lobby
@@ -254,7 +261,7 @@ func TestDeniedDevices(t *testing.T) {
 	id := browsertest.Eval[string](speaker, `window.sb.call.me.participantId`)
 	listener.Run(browsertest.Probe)
 	listener.Run(`sbProbe.watchCall()`)
-	listener.Wait("the speaker heard", `sbProbe.level(`+browsertest.Quote(id)+`) > 0.1`, `sbProbe.summary()`)
+	listener.Wait("the speaker heard", `sbProbe.level(`+browsertest.Quote(id)+`) > 0.1`, `[sbProbe.summary(), [...window.sb.call.remoteStreams.entries()].map(([k, r]) => k + ' ' + r.kind + ' ' + r.owner + ' ' + r.stream.getTracks()[0].readyState + ' ' + r.stream.getTracks()[0].muted)]`)
 	seesVideo(t, listener, id, "Speaker")
 	if pub := browsertest.Eval[int](listener, `window.sb.call.pub.getSenders().length`); pub != 0 {
 		t.Errorf("the listener sends %d tracks", pub)

@@ -303,6 +303,7 @@ func (p *Page) Screenshot(path string) {
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		p.t.Fatal(err)
 	}
+	p.t.Logf("%s: screenshot saved to %s", p.name, path)
 }
 
 // Artifacts is the directory test artefacts (screenshots) go to: $SWITCHBOARD_ARTIFACTS,

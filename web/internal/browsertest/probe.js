@@ -106,7 +106,8 @@
 
     // echoDelays gives the echo path's delay, in milliseconds, of each beep that came back on
     // key's stream after the pause: the first beep back after the silence is the first one sent
-    // after it; each later one is paired with the local beep sent closest to its delay before.
+    // after it; each later one is paired with the local beep sent before it whose delay is
+    // within 120 ms of that first one's (others, such as a beep cut in two, are left out).
     echoDelays(key) {
       const local = this.watched.get('local'), remote = this.watched.get(key);
       if (!local || !remote || this.gapEnd === undefined) return [];
@@ -116,8 +117,8 @@
       const d0 = remote.onsets[i0] - l0, out = [];
       for (const r of remote.onsets.slice(i0)) {
         let best = null;
-        for (const l of local.onsets) if (l >= l0 && (best === null || Math.abs(r - l - d0) < Math.abs(r - best - d0))) best = l;
-        if (best !== null && Math.abs(r - best - d0) < 0.2) out.push(Math.round((r - best) * 1000));
+        for (const l of local.onsets) if (l >= l0 && l <= r && (best === null || Math.abs(r - l - d0) < Math.abs(r - best - d0))) best = l;
+        if (best !== null && Math.abs(r - best - d0) < 0.12) out.push(Math.round((r - best) * 1000));
       }
       return out;
     },

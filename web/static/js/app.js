@@ -34,10 +34,11 @@ function hue(id) { let h = 0; for (const ch of id || '') h = (h * 31 + ch.charCo
 // lobbyError shows (or, with '', hides) a message in the lobby card.
 function lobbyError(text) { const e = $('lobby-error'); e.textContent = text; e.classList.toggle('hidden', !text); }
 
-// setButton shows a control's state: its icon, its label, and whether it is off.
-function setButton(id, icon, label, off = false, disabled = false) {
+// setButton shows a control's state: its icon, its label, and whether it is off (a muted
+// device), on (a screen being shared) or unusable.
+function setButton(id, icon, label, state = '', disabled = false) {
   const b = $(id); b.querySelector('.ico').innerHTML = icon; b.querySelector('.txt').textContent = label;
-  b.classList.toggle('off', off); b.disabled = disabled;
+  b.classList.toggle('off', state === 'off'); b.classList.toggle('on', state === 'on'); b.disabled = disabled;
 }
 
 // Browsers may refuse to play sound before the user has interacted with the page. Audio that
@@ -116,8 +117,8 @@ class Call {
     const both = (l) => l.join(' and ');
     if (denied.length) toast(`Access to the ${both(denied)} was denied: you join to listen${denied.includes('camera') ? ' and watch' : ''}. Allow ${denied.length > 1 ? 'them' : 'it'} in the browser's site settings and rejoin to take part.`, 'bad', 12000);
     if (missing.length) toast(`No ${both(missing)} found: you join without ${missing.length > 1 ? 'them' : 'it'}.`, '', 8000);
-    setButton('mic', this.local.audio ? icons.mic : icons.micOff, this.local.audio ? 'Mute' : 'No mic', !this.local.audio, !this.local.audio);
-    setButton('cam', this.local.video ? icons.cam : icons.camOff, this.local.video ? 'Stop video' : 'No camera', !this.local.video, !this.local.video);
+    setButton('mic', this.local.audio ? icons.mic : icons.micOff, this.local.audio ? 'Mute' : 'No mic', this.local.audio ? '' : 'off', !this.local.audio);
+    setButton('cam', this.local.video ? icons.cam : icons.camOff, this.local.video ? 'Stop video' : 'No camera', this.local.video ? '' : 'off', !this.local.video);
   }
 
   newPC(target) {
@@ -326,7 +327,7 @@ class Call {
     const t = this.local.audio; if (!t) { toast('No microphone.', 'bad'); return; }
     t.enabled = !t.enabled;
     this.signal.send({ type: 'mute', kind: 'audio', muted: !t.enabled });
-    setButton('mic', t.enabled ? icons.mic : icons.micOff, t.enabled ? 'Mute' : 'Unmute', !t.enabled);
+    setButton('mic', t.enabled ? icons.mic : icons.micOff, t.enabled ? 'Mute' : 'Unmute', t.enabled ? '' : 'off');
     const self = this.tiles.get(this.me?.participantId); if (self) this.renderTile(self);
   }
 
@@ -334,7 +335,7 @@ class Call {
     const t = this.local.video; if (!t) { toast('No camera.', 'bad'); return; }
     t.enabled = !t.enabled;
     this.signal.send({ type: 'mute', kind: 'video', muted: !t.enabled });
-    setButton('cam', t.enabled ? icons.cam : icons.camOff, t.enabled ? 'Stop video' : 'Start video', !t.enabled);
+    setButton('cam', t.enabled ? icons.cam : icons.camOff, t.enabled ? 'Stop video' : 'Start video', t.enabled ? '' : 'off');
     this.tiles.get(this.me?.participantId)?.el.classList.toggle('has-video', t.enabled);
   }
 
@@ -349,7 +350,7 @@ class Call {
     this.screenSender = this.pub.addTransceiver(track, { direction: 'sendonly' }).sender;
     track.addEventListener('ended', () => this.stopScreen());
     await this.publish();
-    setButton('screen', icons.screen, 'Stop sharing', true);
+    setButton('screen', icons.screen, 'Stop sharing', 'on');
   }
 
   async stopScreen() {
@@ -369,6 +370,7 @@ class Call {
     for (const el of this.audioEls.values()) { el.srcObject = null; blockedAudio.delete(el); }
     for (const key of [...this.tiles.keys()]) this.removeTile(key);
     this.grid.disconnect(); clearInterval(this.clock);
+    setButton('screen', icons.screen, 'Share screen');
     setConn('offline');
     $('room-title').textContent = ''; $('timer').textContent = '';
     if (reason && reason !== 'left' && reason !== 'unknown bot') toast(`The call ended: ${reason}.`, '', 6000);
