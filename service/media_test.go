@@ -48,7 +48,8 @@ func TestLoopbackAndPublicIPs(t *testing.T) {
 }
 
 // TestConferencingOptions: Options.Media and Options.Conferencing are exclusive; a single media
-// port makes one shared socket; /api/bots lists names and display names only.
+// port makes one shared socket; /api/bots lists names (app ids) and display names (the app id
+// when none is registered) only.
 func TestConferencingOptions(t *testing.T) {
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
@@ -65,13 +66,16 @@ func TestConferencingOptions(t *testing.T) {
 	if err := s.AddBot(config.Bot{AppID: "b1", Secret: botSecret, WebhookURL: "http://127.0.0.1:1/x"}); err == nil {
 		t.Fatal("the same app id twice was accepted")
 	}
+	if err := s.AddBot(config.Bot{AppID: "b2", Secret: botSecret, WebhookURL: "http://127.0.0.1:1/x"}); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.Get(s.URL() + "/api/bots")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if got := strings.TrimSpace(string(body)); resp.StatusCode != 200 || got != `[{"name":"b1","displayName":"Bee"}]` {
+	if got := strings.TrimSpace(string(body)); resp.StatusCode != 200 || got != `[{"name":"b1","displayName":"Bee"},{"name":"b2","displayName":"b2"}]` {
 		t.Fatalf("/api/bots: %d %s", resp.StatusCode, got)
 	}
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
@@ -109,8 +113,9 @@ func TestShutdownEndsConferencing(t *testing.T) {
 	}
 }
 
-// TestRoomEndsWithLastBrowser: when the last browser leaves a room, the room's conference ends
-// in the call layer (gone from Stats) and the bot in it gets terminated/conferenceEnded.
+// TestRoomEndsWithLastBrowser: a bot in a room shows its registered display name in the
+// browsers' roster and in its own; when the last browser leaves, the room's conference ends in
+// the call layer (gone from Stats) and the bot gets terminated/conferenceEnded.
 func TestRoomEndsWithLastBrowser(t *testing.T) {
 	s := newConfServer(t, Conferencing{})
 	rec := newRecordingBot(t, s, "rec")
@@ -123,6 +128,16 @@ func TestRoomEndsWithLastBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "bot call established", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.established })
+	eventually(t, "the bot in the browser's roster", func() bool { return len(p.Roster()) == 2 })
+	if b := p.Roster()[1]; !b.IsBot || b.DisplayName != "Bot rec" {
+		t.Errorf("the bot in the browser's roster: %+v, want display name %q", b, "Bot rec")
+	}
+	eventually(t, "the bot in its own roster", func() bool { return len(rec.rosterIDs()) == 2 })
+	rec.mu.Lock()
+	if b := rec.roster[1]; !b.IsBot || b.DisplayName != "Bot rec" || b.Identity != "rec" {
+		t.Errorf("the bot in its own roster: %+v, want display name %q, identity rec", b, "Bot rec")
+	}
+	rec.mu.Unlock()
 	if err := p.Leave(t.Context()); err != nil {
 		t.Fatal(err)
 	}
