@@ -275,6 +275,14 @@ func (p *MediaPlatform) Close() error {
 
 // MediaSocket is an AudioSocket or a VideoSocket, as CreateMediaConfiguration takes them.
 type MediaSocket interface {
+	// Close stops the socket and, once it belongs to a media configuration, ends that call's
+	// media (every socket of it); see AudioSocket.Close. It is idempotent and waits for the
+	// socket's goroutines, so an error path can close every socket it made, in any order:
+	//
+	//	for _, s := range sockets {
+	//		s.Close()
+	//	}
+	Close()
 	claim(m *MediaConfiguration) socketClaim
 }
 

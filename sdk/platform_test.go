@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -195,6 +196,36 @@ func TestCreateMediaConfigurationErrors(t *testing.T) {
 	_ = p.Close()
 	if _, err := p.CreateMediaConfiguration(a2); err != ErrPlatformClosed {
 		t.Errorf("after Close: %v, want ErrPlatformClosed", err)
+	}
+}
+
+// TestMediaSocketClose: an error path closes the sockets it made through the MediaSocket
+// interface, with no type assertion; a closed socket refuses to send and to join a call.
+func TestMediaSocketClose(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	a, err := NewAudioSocket(AudioSocketSettings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVideoSocket(VideoSocketSettings{Direction: Recvonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sockets := []MediaSocket{a, v}
+	for _, s := range sockets {
+		s.Close()
+		s.Close() // idempotent
+	}
+	if err := a.Send(&media.AudioBuffer{}); !errors.Is(err, ErrSocketClosed) {
+		t.Errorf("audio Send after Close: %v, want ErrSocketClosed", err)
+	}
+	p, err := NewMediaPlatform(MediaPlatformSettings{InternalIP: "127.0.0.1", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.CreateMediaConfiguration(sockets...); !errors.Is(err, ErrSocketInUse) {
+		t.Errorf("closed sockets in a media configuration: %v, want ErrSocketInUse", err)
 	}
 }
 

@@ -137,7 +137,7 @@ func (m *mirror) answer(ctx context.Context, in *sdk.IncomingCall) sdk.Workflow 
 	cfg, err := m.platform.CreateMediaConfiguration(sockets...)
 	if err != nil {
 		for _, s := range sockets {
-			s.(interface{ Close() }).Close()
+			s.Close()
 		}
 		m.call.Logger().Error("media configuration", "err", err)
 		return sdk.Reject("hue failed to set up its media")

@@ -158,9 +158,7 @@ func (pb *playback) answer(ctx context.Context, in *sdk.IncomingCall) sdk.Workfl
 func (pb *playback) fail(err error, sockets []sdk.MediaSocket) sdk.Workflow {
 	pb.call.Logger().Error("cannot play", "err", err)
 	for _, s := range sockets {
-		if c, ok := s.(interface{ Close() }); ok {
-			c.Close()
-		}
+		s.Close()
 	}
 	return sdk.Reject("the player failed to set up its media")
 }
