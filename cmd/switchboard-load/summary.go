@@ -29,7 +29,7 @@ func summary(args []string, stdout, stderr io.Writer) int {
 	defer f.Close()
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "benchmark\tns/op\tB/op\tallocs/op\tother\t")
-	pkg := ""
+	pkg, pending := "", ""
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -38,13 +38,23 @@ func summary(args []string, stdout, stderr io.Writer) int {
 			pkg = strings.TrimPrefix(p, "github.com/switchboard-rtc/switchboard/")
 			continue
 		}
-		if !strings.HasPrefix(line, "Benchmark") {
+		// A benchmark's result may come on a later line when something it ran logged in
+		// between: "BenchmarkX-2  <log...>" then "  100  123 ns/op ...".
+		if strings.HasPrefix(line, "Benchmark") {
+			pending = strings.Fields(line)[0]
+			if f := strings.Fields(line); len(f) > 1 && !isCount(f[1]) {
+				continue
+			}
+		} else if f := strings.Fields(line); pending != "" && len(f) > 2 && isCount(f[0]) && strings.Contains(line, "/op") {
+			line = pending + " " + line
+		} else {
 			continue
 		}
 		name, vals, ok := parseBenchLine(line)
 		if !ok {
 			continue
 		}
+		pending = ""
 		var other []string
 		for _, v := range vals {
 			switch v[1] {
@@ -82,6 +92,18 @@ func parseBenchLine(line string) (name string, vals [][2]string, ok bool) {
 		vals = append(vals, [2]string{f[i], f[i+1]})
 	}
 	return f[0], vals, true
+}
+
+func isCount(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func unit(vals [][2]string, u string) string {
