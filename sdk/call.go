@@ -594,6 +594,11 @@ func incomingFromWire(in *protocol.IncomingCall) *IncomingCall {
 	if in.Conference != nil {
 		out.Conference = &Conference{ID: in.Conference.ID, Name: in.Conference.Name}
 	}
+	if in.MediaOffer != nil {
+		if offer, err := parseOffer(in.MediaOffer.SDP); err == nil {
+			out.slots = offer.slots
+		}
+	}
 	for _, m := range in.Modalities {
 		out.Modalities = append(out.Modalities, Modality(m))
 	}

@@ -156,6 +156,22 @@ type IncomingCall struct {
 	HasMedia bool
 	// JoinOperationID is the id of the Join that asked for this call, or "".
 	JoinOperationID string
+
+	slots mediaSlots // parsed once from the offer
+}
+
+// MediaSlots is the layout of the service's media offer, for sizing the call's sockets before
+// creating them:
+//   - audio is the number of audio m-lines: the loudest speakers the service forwards (3 by
+//     default). One AudioSocket receives them all, mixed; the first also carries what it sends.
+//   - video is the number of video slots (4 by default): give CreateMediaConfiguration at most
+//     this many VideoSockets (each takes the next slot; the first also carries what the bot
+//     sends). One more, and the answer fails with ErrBadOffer and the call is rejected.
+//   - screenShare reports the screen-share m-line, which one ScreenShare VideoSocket receives.
+//
+// All are zero without a media offer (HasMedia false) or when the offer cannot be read.
+func (c *IncomingCall) MediaSlots() (audio, video int, screenShare bool) {
+	return c.slots.audio, c.slots.video, c.slots.screenShare
 }
 
 // Stream is one stream of a participant.

@@ -184,29 +184,68 @@ func (m *MediaConfiguration) answer(callID, offerSDP string) (string, error) {
 	return sdpAnswer, nil
 }
 
-// negotiate does answer's work with m.mu held.
-func (m *MediaConfiguration) negotiate(offerSDP string) (string, error) {
+// offerLayout is what an offer's m-lines of the layout are: the lines by kind, their offered
+// directions by mid, and the slots they make.
+type offerLayout struct {
+	lines map[rtc.Kind][]rtc.Line
+	dirs  map[string]webrtc.RTPTransceiverDirection
+	slots mediaSlots
+}
+
+// mediaSlots counts an offer's slots: audio and video m-lines numbered from 0 with no gap (a
+// socket binds to the line of its index), and whether a screen-share line is there.
+type mediaSlots struct {
+	audio, video int
+	screenShare  bool
+}
+
+// parseOffer reads the layout of an SDP offer. m-lines with mids outside the layout are left out.
+func parseOffer(offerSDP string) (offerLayout, error) {
 	mids, offered, err := rtc.MIDs(offerSDP)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrBadOffer, err)
+		return offerLayout{}, err
 	}
-	lines := map[rtc.Kind][]rtc.Line{}
-	offerDir := map[string]webrtc.RTPTransceiverDirection{}
+	o := offerLayout{lines: map[rtc.Kind][]rtc.Line{}, dirs: map[string]webrtc.RTPTransceiverDirection{}}
+	var audio, video [100]bool // ParseMID's indexes have at most two digits
 	for i, mid := range mids {
 		line, ok := rtc.ParseMID(mid)
 		if !ok {
 			continue
 		}
-		lines[line.Kind] = append(lines[line.Kind], line)
-		offerDir[mid] = offered[i]
+		o.lines[line.Kind] = append(o.lines[line.Kind], line)
+		o.dirs[mid] = offered[i]
+		switch {
+		case line.Kind == rtc.KindAudio && line.Index < len(audio):
+			audio[line.Index] = true
+		case line.Kind == rtc.KindVideo && line.Index < len(video):
+			video[line.Index] = true
+		case line.Kind == rtc.KindScreenShare:
+			o.slots.screenShare = true
+		}
 	}
-	if m.audio != nil && len(lines[rtc.KindAudio]) == 0 {
+	for o.slots.audio < len(audio) && audio[o.slots.audio] {
+		o.slots.audio++
+	}
+	for o.slots.video < len(video) && video[o.slots.video] {
+		o.slots.video++
+	}
+	return o, nil
+}
+
+// negotiate does answer's work with m.mu held.
+func (m *MediaConfiguration) negotiate(offerSDP string) (string, error) {
+	offer, err := parseOffer(offerSDP)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadOffer, err)
+	}
+	lines, offerDir := offer.lines, offer.dirs
+	if m.audio != nil && offer.slots.audio == 0 {
 		return "", fmt.Errorf("%w: no audio m-line for the AudioSocket", ErrBadOffer)
 	}
-	if len(m.video) > len(lines[rtc.KindVideo]) {
-		return "", fmt.Errorf("%w: %d VideoSockets, %d video m-lines", ErrBadOffer, len(m.video), len(lines[rtc.KindVideo]))
+	if len(m.video) > offer.slots.video {
+		return "", fmt.Errorf("%w: %d VideoSockets, %d video slots", ErrBadOffer, len(m.video), offer.slots.video)
 	}
-	if m.screen != nil && len(lines[rtc.KindScreenShare]) == 0 {
+	if m.screen != nil && !offer.slots.screenShare {
 		return "", fmt.Errorf("%w: no screen-share m-line for the screen-share VideoSocket", ErrBadOffer)
 	}
 

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +19,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-rtc/switchboard/internal/protocol"
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
 	"github.com/switchboard-rtc/switchboard/media"
@@ -151,6 +153,7 @@ func FuzzAnswer(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer cfg.close()
+		layout, perr := parseOffer(offer)
 		start := time.Now()
 		answer, err := cfg.answer("fuzz", offer)
 		if d := time.Since(start); d > 2*time.Second {
@@ -158,6 +161,9 @@ func FuzzAnswer(f *testing.F) {
 		}
 		if err == nil && !strings.Contains(answer, "a=ice-lite") {
 			t.Fatalf("answer without ice-lite:\n%s", answer)
+		}
+		if err == nil && (perr != nil || layout.slots.audio < 1 || layout.slots.video < 1) {
+			t.Fatalf("answered an offer whose slots are %+v (%v)", layout.slots, perr)
 		}
 	})
 }
@@ -196,6 +202,58 @@ func TestCreateMediaConfigurationErrors(t *testing.T) {
 	_ = p.Close()
 	if _, err := p.CreateMediaConfiguration(a2); err != ErrPlatformClosed {
 		t.Errorf("after Close: %v, want ErrPlatformClosed", err)
+	}
+}
+
+// TestMediaSlots: IncomingCall.MediaSlots reports the offer's layout, and exactly that many
+// VideoSockets answer it: one more fails with ErrBadOffer.
+func TestMediaSlots(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p, err := NewMediaPlatform(MediaPlatformSettings{InternalIP: "127.0.0.1", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, layout := range []rtc.Layout{rtc.DefaultLayout(), {Audio: 1, Video: 2}, {Audio: 2, Video: 1, ScreenShare: true}} {
+		peer, err := rtctest.New(rtctest.Config{Layout: layout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		offer, err := peer.Offer(ctx)
+		peer.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := incomingFromWire(&protocol.IncomingCall{CallID: "c", MediaOffer: &protocol.SessionDescription{SDP: offer}})
+		audio, video, screen := in.MediaSlots()
+		if audio != layout.Audio || video != layout.Video || screen != layout.ScreenShare {
+			t.Errorf("layout %+v: MediaSlots %d, %d, %v", layout, audio, video, screen)
+		}
+		for _, n := range []int{video, video + 1} {
+			sockets := make([]MediaSocket, n)
+			for i := range sockets {
+				if sockets[i], err = NewVideoSocket(VideoSocketSettings{Direction: Recvonly}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg, err := p.CreateMediaConfiguration(sockets...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = cfg.answer("c", offer)
+			cfg.close()
+			if ok := n <= video; (err == nil) != ok || (!ok && !errors.Is(err, ErrBadOffer)) {
+				t.Errorf("layout %+v, %d VideoSockets: answer error %v", layout, n, err)
+			}
+		}
+	}
+	if a, v, s := incomingFromWire(&protocol.IncomingCall{CallID: "c"}).MediaSlots(); a != 0 || v != 0 || s {
+		t.Errorf("no offer: MediaSlots %d, %d, %v", a, v, s)
+	}
+	if a, v, s := incomingFromWire(&protocol.IncomingCall{CallID: "c", MediaOffer: &protocol.SessionDescription{SDP: "nonsense"}}).MediaSlots(); a != 0 || v != 0 || s {
+		t.Errorf("unreadable offer: MediaSlots %d, %d, %v", a, v, s)
 	}
 }
 

@@ -29,7 +29,7 @@ func main() {
 	flag.StringVar(&opts.dir, "out", "recordings", "directory to record into (one subdirectory per call)")
 	flag.BoolVar(&opts.perSpeaker, "per-speaker", false, "also write one WAV file per speaker")
 	flag.StringVar(&opts.video, "video", "dominant", "whose video to record: dominant (the dominant speaker's), all (every participant's, one per socket) or none")
-	flag.IntVar(&opts.sockets, "video-sockets", 0, "video sockets in -video all mode (at most the service's video slots, 4 by default); 0 means 4")
+	flag.IntVar(&opts.sockets, "video-sockets", 0, "video sockets in -video all mode, 0 means 4 (a call that offers fewer video slots gets one socket per slot)")
 	flag.IntVar(&opts.width, "width", 640, "width to subscribe video at")
 	flag.IntVar(&opts.height, "height", 360, "height to subscribe video at")
 	flag.Float64Var(&opts.fps, "fps", 30, "frame rate of the Y4M files (frames are repeated or skipped to keep time)")

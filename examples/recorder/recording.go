@@ -107,7 +107,13 @@ func (r *recording) answer(ctx context.Context, in *sdk.IncomingCall) sdk.Workfl
 		return r.fail(err)
 	}
 	sockets := []sdk.MediaSocket{r.audio}
-	for i := range r.opts.sockets {
+	// One socket per video slot the service offers at most: one more would fail the answer.
+	n := r.opts.sockets
+	if _, slots, _ := in.MediaSlots(); n > slots {
+		r.log.Info("fewer video slots than -video-sockets; recording fewer videos", "video_sockets", n, "slots", slots)
+		n = slots
+	}
+	for i := range n {
 		vt := &videoTrack{rec: r, slot: i}
 		vs, err := sdk.NewVideoSocket(sdk.VideoSocketSettings{Direction: sdk.Recvonly, OnVideoReceived: vt.onVideo, QueueFrames: 8})
 		if err != nil {

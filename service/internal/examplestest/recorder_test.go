@@ -73,6 +73,28 @@ func TestRecorder(t *testing.T) {
 	t.Logf("after SIGTERM: %d video frames, files complete", frames)
 }
 
+// TestRecorderMoreSocketsThanSlots: asked for more video sockets than the service's offer has
+// video slots, the recorder makes one per slot (IncomingCall.MediaSlots) and records, instead of
+// failing the answer.
+func TestRecorderMoreSocketsThanSlots(t *testing.T) {
+	e := newEnv(t, "recorder")
+	out := t.TempDir()
+	rec := e.start(t, "recorder", "-out", out, "-video", "all", "-video-sockets", "9", "-snapshot-every", "0")
+	ann := e.dial(t, testpeer.Config{Name: "Ann", Audio: sine(500, 8000), Video: true})
+	if _, err := ann.CallBot(t.Context(), "recorder"); err != nil {
+		t.Fatal(err)
+	}
+	capped := rec.waitLog(t, "fewer video slots than -video-sockets; recording fewer videos", nil)
+	started := rec.waitLog(t, "recording", nil)
+	dir := started["dir"].(string)
+	rec.waitLog(t, "video file", func(l map[string]any) bool { return strings.HasPrefix(l["path"].(string), dir) })
+	t.Logf("recording with %v sockets of the %v asked for", capped["slots"], capped["video_sockets"])
+	if err := ann.Leave(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLog(t, "recording closed", func(l map[string]any) bool { return l["dir"] == dir })
+}
+
 func itoa(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
 
 // readWAV reads a whole WAV file, checking that it is complete: 16 kHz mono, the header's size
