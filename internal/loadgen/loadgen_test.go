@@ -118,3 +118,47 @@ func TestScrapeBotMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRecvonlyLoadBot places 5 receive-only calls to the instrumented load bot and checks
+// that the bot's audio event cadence is read from its sdk.AudioMetrics.
+func TestRunRecvonlyLoadBot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and spawns the service and the load bot")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	sp, err := Spawn(ctx, SpawnConfig{Bot: "recv", LoadBot: "recvonly", PeerPorts: "32000-32999"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.RemoveAll()
+	defer sp.Close()
+	if sp.BotMetricsURL == "" {
+		t.Fatal("the load bot serves no metrics")
+	}
+	g, err := New(Config{
+		ServiceURL: sp.ServiceURL, Bot: "recv", Mode: Recvonly, Calls: 5, Rate: 10,
+		Settle: 2 * time.Second, Duration: 3 * time.Second,
+		ServicePID: sp.ServicePID, BotPID: sp.BotPID, BotMetricsURL: sp.BotMetricsURL,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := g.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	_ = r.WriteTable(&table)
+	t.Log("\n" + table.String())
+	if r.Established != 5 || r.Failed != 0 || r.Dropped != 0 {
+		t.Fatalf("established %d, failed %d, dropped %d (%v), want 5, 0, 0", r.Established, r.Failed, r.Dropped, r.Reasons)
+	}
+	c := r.Cadence
+	if c == nil || c.Intervals == 0 || c.P50Ms < 10 || c.P50Ms > 30 || c.Events == 0 {
+		t.Fatalf("bot cadence not measured: %+v", c)
+	}
+	if r.RTT != nil || r.Packets.Sent == 0 {
+		t.Fatalf("receive-only report: rtt %+v packets %+v", r.RTT, r.Packets)
+	}
+}
