@@ -61,7 +61,8 @@ func Chromium(t testing.TB) string {
 // Options choose how a browser starts.
 type Options struct {
 	// RealPermissions leaves out --use-fake-ui-for-media-stream: the browser then asks about
-	// the camera and microphone, and headless, nobody answers (the page sees a denial).
+	// the camera and microphone, and headless, nobody answers: the page is denied them
+	// (NotAllowedError).
 	RealPermissions bool
 }
 
@@ -240,9 +241,8 @@ func (b *Browser) Open(name, url string, init ...string) *Page {
 // Name is the name the test gave the page.
 func (p *Page) Name() string { return p.name }
 
-// Eval evaluates expr in p (awaiting it when it is a promise, with the user activation a click
-// would give, so that audio may start) and decodes its value into T. It fails the test on an
-// error.
+// Eval evaluates expr in p (awaiting it when it is a promise) and decodes its value into T. It
+// fails the test on an error.
 func Eval[T any](p *Page, expr string) T {
 	p.t.Helper()
 	v, err := TryEval[T](p, expr)
@@ -254,11 +254,14 @@ func Eval[T any](p *Page, expr string) T {
 
 // TryEval is Eval returning the error.
 func TryEval[T any](p *Page, expr string) (T, error) {
-	yes := true
+	return eval[T](p, expr, false)
+}
+
+func eval[T any](p *Page, expr string, gesture bool) (T, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, Liveness)
 	defer cancel()
 	return chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise, func(e *runtime.EvaluateParams) {
-		e.UserGesture = &yes
+		e.UserGesture = &gesture
 	}))
 }
 
@@ -266,6 +269,25 @@ func TryEval[T any](p *Page, expr string) (T, error) {
 func (p *Page) Run(expr string) {
 	p.t.Helper()
 	Eval[chromedp.Void](p, expr)
+}
+
+// Gesture evaluates expr in p as Run does, as if the user had clicked just before: the page
+// then has the user activation that lets it start sound.
+func (p *Page) Gesture(expr string) {
+	p.t.Helper()
+	if _, err := eval[chromedp.Void](p, expr, true); err != nil {
+		p.t.Fatalf("%s: evaluate %.120q: %v", p.name, expr, err)
+	}
+}
+
+// Click clicks the middle of the page's header, as a user would (a real input event).
+func (p *Page) Click() {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, Liveness)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.MouseClickXY(640, 20)); err != nil {
+		p.t.Fatalf("%s: click: %v", p.name, err)
+	}
 }
 
 // Wait evaluates expr in p until it is true, polling, for at most Liveness; it fails the test

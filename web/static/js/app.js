@@ -46,13 +46,14 @@ function setButton(id, icon, label, state = '', disabled = false) {
 const blockedAudio = new Set();
 let audioToast = null;
 function playAudio(el) {
-  el.play().then(() => blockedAudio.delete(el)).catch(() => {
+  return el.play().then(() => blockedAudio.delete(el)).catch(() => {
+    if (!el.srcObject) return; // dropped meanwhile
     blockedAudio.add(el);
     if (!audioToast) audioToast = toast('Click anywhere to hear the call (the browser blocked sound until you do).', '', 0);
   });
 }
-function unblockAudio() {
-  for (const el of blockedAudio) playAudio(el);
+async function unblockAudio() {
+  await Promise.all([...blockedAudio].map(playAudio));
   if (audioToast && blockedAudio.size === 0) { audioToast.remove(); audioToast = null; }
 }
 addEventListener('pointerdown', () => setTimeout(unblockAudio), true);
@@ -368,6 +369,7 @@ class Call {
     this.pub?.close(); this.sub?.close();
     for (const t of Object.values(this.local)) t?.stop();
     for (const el of this.audioEls.values()) { el.srcObject = null; blockedAudio.delete(el); }
+    if (audioToast && blockedAudio.size === 0) { audioToast.remove(); audioToast = null; }
     for (const key of [...this.tiles.keys()]) this.removeTile(key);
     this.grid.disconnect(); clearInterval(this.clock);
     setButton('screen', icons.screen, 'Share screen');
