@@ -116,9 +116,9 @@ func seesVideo(t *testing.T, p *browsertest.Page, owner, who string) {
 
 // TestEchoCall: a browser calls the echo bot from the deep link /?call=echo and gets its own
 // microphone's beeps and its own camera's moving picture back; the echo path's round trip is
-// measured in the page. Then the page's WebSocket is cut (through a relay, as a network would):
-// the page shows that it reconnects, resumes its session with its token, and the media keeps
-// flowing.
+// measured in the page. Then the page's WebSocket is cut (through a relay, as a network would)
+// and new connections fail for 2 s: the page shows that it reconnects, resumes its session with
+// its token, and the media keeps flowing.
 func TestEchoCall(t *testing.T) {
 	s := startService(t)
 	relay := browsertest.NewRelay(t, s.Addr().String())
@@ -149,10 +149,13 @@ func TestEchoCall(t *testing.T) {
 	// The WebSocket drops; the page resumes the session.
 	me := browsertest.Eval[string](p, `window.sb.call.me.participantId`)
 	p.Run(`sbProbe.watchConn()`)
+	relay.Refuse(true) // for a while, as if the service were down
 	if n := relay.Cut(); n == 0 {
 		t.Fatal("no connection through the relay to cut")
 	}
 	p.Wait("the page to say it reconnects", `sbProbe.conn.includes('reconnecting…')`, `sbProbe.conn`)
+	time.Sleep(2 * time.Second) // a few attempts fail
+	relay.Refuse(false)
 	p.Wait("the page to be connected again", `document.getElementById('conn').textContent === 'connected' && sbProbe.resumed > 0`, `[sbProbe.conn, document.body.innerText]`)
 	if again := browsertest.Eval[string](p, `window.sb.call.me.participantId`); again != me {
 		t.Fatalf("resumed as %s, was %s", again, me)

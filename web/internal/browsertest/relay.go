@@ -15,9 +15,18 @@ type Relay struct {
 	target string
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	closed  bool
+	refused bool
+}
+
+// Refuse makes the relay close the connections it accepts from now on (the service seems
+// down), or, with false, relay them again.
+func (r *Relay) Refuse(refuse bool) {
+	r.mu.Lock()
+	r.refused = refuse
+	r.mu.Unlock()
 }
 
 // NewRelay starts a relay to target (host:port); it stops when the test ends.
@@ -57,6 +66,13 @@ func (r *Relay) accept() {
 		in, err := r.ln.Accept()
 		if err != nil {
 			return
+		}
+		r.mu.Lock()
+		refused := r.refused
+		r.mu.Unlock()
+		if refused {
+			_ = in.Close()
+			continue
 		}
 		out, err := net.Dial("tcp", r.target)
 		if err != nil {

@@ -316,6 +316,7 @@ class Call {
   }
 
   onError(msg) {
+    if (msg.ref === 'resume') { this.end('connection lost'); return; } // the session expired meanwhile
     if (msg.code === 'not_found' && (msg.ref === 'callBot' || !this.me)) {
       this.end('unknown bot');
       lobbyError(`Unknown bot “${this.bot}”: this service has no bot by that name.${$('bot-chips').childElementCount ? ' Pick one below.' : ''}`);

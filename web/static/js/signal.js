@@ -47,7 +47,8 @@ export class Signal extends EventTarget {
     }
     this.dispatchEvent(new CustomEvent('reconnecting'));
     const delay = Math.min(250 * 2 ** this.retry++, 4000);
-    setTimeout(() => { if (!this.closed) this.connect().catch(() => this.lost()); }, delay);
+    // A socket that fails to open also closes: its close handler tries again.
+    setTimeout(() => { if (!this.closed) this.connect().catch(() => {}); }, delay);
   }
 
   send(msg) {
