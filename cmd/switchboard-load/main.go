@@ -54,6 +54,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&c.Settle, "settle", 3*time.Second, "wait after the last call is placed before measuring")
 	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "measured (steady) window")
 	fs.StringVar(&o.mode, "mode", "sendrecv", "sendrecv (the bot sends audio back: echo) or recvonly (the bot only receives: recorder)")
+	fs.BoolVar(&c.Video, "video", false, "also send a VP8 camera stream (320x180, 12.5 fps, one layer, encoded once)")
 	fs.StringVar(&c.WAV, "wav", "", "16 kHz WAV file to send instead of the generated tone (markers are added)")
 	fs.IntVar(&c.DecodeEvery, "decode-every", 10, "decode the returned audio of one call in N (latency markers)")
 	fs.DurationVar(&c.EstablishTimeout, "establish-timeout", 30*time.Second, "time to establish one call")

@@ -78,6 +78,9 @@ type Config struct {
 	Duration time.Duration
 	// Mode says whether the bot sends audio back.
 	Mode Mode
+	// Video adds a VP8 camera stream to every call (320×180, 12.5 frames a second, one layer),
+	// encoded once and shared.
+	Video bool
 	// WAV is a 16 kHz WAV file to send instead of the generated tone.
 	WAV string
 	// DecodeEvery makes one call in DecodeEvery decode the bot's audio to find the latency
@@ -144,6 +147,7 @@ type Generator struct {
 	cfg   Config
 	wsURL string
 	sig   *Signal
+	video *videoLoop
 	api   *webrtc.API
 	http  *http.Client
 
@@ -153,6 +157,8 @@ type Generator struct {
 	// it every tick.
 	sending [sendGroups]atomic.Pointer[[]*call]
 	sendMu  sync.Mutex
+
+	videoRx atomic.Uint64 // video packets received from the bot, all calls
 
 	rxGaps *hist // interval between consecutive packets of a call's received audio
 	lat    *hist // marker round trip
@@ -189,6 +195,11 @@ func New(cfg Config) (*Generator, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Video {
+		if g.video, err = newVideoLoop(); err != nil {
+			return nil, err
+		}
 	}
 	// Each participant connection has its own UDP socket, as a browser's do. (They cannot
 	// share one through an ICE UDP mux: the service has one media port, and a mux binds a
@@ -250,7 +261,11 @@ func (g *Generator) send() {
 				if c.state.Load() > stateEstablished {
 					continue
 				}
-				c.sendFrame(g.sig, now.UnixNano(), n/sendGroups)
+				slot := n / sendGroups
+				c.sendFrame(g.sig, now.UnixNano(), slot)
+				if c.video != nil && slot%videoEvery == 0 {
+					c.sendVideo(g.video, slot)
+				}
 			}
 		}
 		t.Reset(time.Until(start.Add(time.Duration(n) * tick)))
@@ -269,10 +284,11 @@ type snapshot struct {
 	botOK          bool
 	sent, recv     uint64
 	expected       int64
+	videoRx        uint64
 }
 
 func (g *Generator) snapshot(ctx context.Context) snapshot {
-	s := snapshot{at: time.Now(), rx: g.rxGaps.snapshot(), lat: g.lat.snapshot()}
+	s := snapshot{at: time.Now(), rx: g.rxGaps.snapshot(), lat: g.lat.snapshot(), videoRx: g.videoRx.Load()}
 	if g.cfg.ServicePID > 0 {
 		s.svcCPU, _ = procCPU(g.cfg.ServicePID)
 	}
@@ -433,7 +449,7 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 	_, established, failed, dropped := g.counts()
 
 	r := &Report{
-		Bot: cfg.Bot, Mode: cfg.Mode.String(), Calls: cfg.Calls,
+		Bot: cfg.Bot, Mode: cfg.Mode.String(), Calls: cfg.Calls, Video: cfg.Video,
 		RampSeconds: rampEnd.Sub(start).Seconds(), WindowSeconds: w1.at.Sub(w0.at).Seconds(),
 		Established: established, Failed: failed, Dropped: dropped,
 		LoadAverage: [2]float64{load0, load1},
@@ -477,6 +493,7 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 			CodecDelayMs: msf(2 * g.sig.CodecDelay), SampledCalls: (cfg.Calls + cfg.DecodeEvery - 1) / cfg.DecodeEvery}
 		r.Packets = &Packets{Sent: w1.sent - w0.sent, Received: w1.recv - w0.recv,
 			LostOnReturn: max(0, (w1.expected-w0.expected)-int64(w1.recv-w0.recv))}
+		r.Packets.VideoReceived = w1.videoRx - w0.videoRx
 		if r.Packets.Sent > 0 {
 			r.Packets.ReceivedPercent = 100 * float64(r.Packets.Received) / float64(r.Packets.Sent)
 		}

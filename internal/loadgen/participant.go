@@ -77,7 +77,11 @@ type call struct {
 	levelID uint8
 	frame   int
 	tsBase  uint32
-	sent    atomic.Uint64
+	// Video, with Config.Video: its packet (sender goroutine) and key frame requests.
+	video      *callVideo
+	vpkt       rtp.Packet
+	keyRequest atomic.Bool
+	sent       atomic.Uint64
 
 	// Marker burst send times (unix ns), a ring written by the sender, read by the receiver.
 	bursts [4]atomic.Int64
@@ -185,6 +189,11 @@ func (c *call) place(ctx context.Context) error {
 	}
 	c.wg.Add(1)
 	go c.drainRTCP(tr.Sender())
+	if c.g.video != nil {
+		if err := c.addVideo(); err != nil {
+			return err
+		}
+	}
 	c.pub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		switch s {
 		case webrtc.PeerConnectionStateConnected:
@@ -463,6 +472,7 @@ func (c *call) drainRTCP(s *webrtc.RTPSender) {
 	}
 }
 
+// discard reads (and counts) a track other than the bot's audio: the bot's video.
 func (c *call) discard(t *webrtc.TrackRemote) {
 	defer c.wg.Done()
 	buf := make([]byte, 1500)
@@ -470,6 +480,7 @@ func (c *call) discard(t *webrtc.TrackRemote) {
 		if _, _, err := t.Read(buf); err != nil {
 			return
 		}
+		c.g.videoRx.Add(1)
 	}
 }
 

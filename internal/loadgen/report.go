@@ -14,6 +14,7 @@ type Report struct {
 	Bot           string  `json:"bot"`
 	Mode          string  `json:"mode"`
 	Calls         int     `json:"calls"`
+	Video         bool    `json:"video,omitempty"`
 	LossPercent   float64 `json:"impairLossPercent,omitempty"`
 	JitterMs      float64 `json:"impairJitterMs,omitempty"`
 	RampSeconds   float64 `json:"rampSeconds"`
@@ -89,6 +90,8 @@ type Packets struct {
 	Received        uint64  `json:"received"`
 	ReceivedPercent float64 `json:"receivedPercent"`
 	LostOnReturn    int64   `json:"lostOnReturn"`
+	// VideoReceived counts the video packets that came back from the bot (with Video).
+	VideoReceived uint64 `json:"videoReceived,omitempty"`
 }
 
 func processFigures(name string, pid int, cpu time.Duration, rssBefore int64, window float64, calls int) Process {
@@ -121,7 +124,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.LossPercent > 0 || r.JitterMs > 0 {
 		imp = fmt.Sprintf(", impaired %.1f%% loss %.0f ms jitter", r.LossPercent, r.JitterMs)
 	}
-	row("run", "%d %s calls to %q%s; ramp %.1fs, window %.1fs", r.Calls, r.Mode, r.Bot, imp, r.RampSeconds, r.WindowSeconds)
+	video := ""
+	if r.Video {
+		video = " with video"
+	}
+	row("run", "%d %s calls%s to %q%s; ramp %.1fs, window %.1fs", r.Calls, r.Mode, video, r.Bot, imp, r.RampSeconds, r.WindowSeconds)
 	row("calls", "%d established, %d failed, %d dropped", r.Established, r.Failed, r.Dropped)
 	for _, k := range sortedReasons(r.Reasons) {
 		row("", "%d× %s", r.Reasons[k], k)
@@ -154,6 +161,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if p := r.Packets; p != nil {
 		if r.Mode == Sendrecv.String() {
 			row("packets", "%d sent, %d back (%.2f%%), %d lost on the way back", p.Sent, p.Received, p.ReceivedPercent, p.LostOnReturn)
+			if r.Video {
+				row("", "%d video packets back from the bot", p.VideoReceived)
+			}
 		} else {
 			row("packets", "%d sent", p.Sent)
 		}

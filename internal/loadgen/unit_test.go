@@ -111,3 +111,22 @@ func TestLoadWAVSignalErrors(t *testing.T) {
 		t.Fatal("missing file loaded")
 	}
 }
+
+func TestVideoLoop(t *testing.T) {
+	l, err := newVideoLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.frames) != videoLoopFrames {
+		t.Fatalf("%d frames, want %d", len(l.frames), videoLoopFrames)
+	}
+	// A VP8 key frame has bit 0 of its first byte clear.
+	if l.frames[0][0]&1 != 0 {
+		t.Fatal("the loop does not start with a key frame")
+	}
+	for i, f := range l.frames[1:] {
+		if f[0]&1 == 0 {
+			t.Errorf("frame %d is a key frame too", i+1)
+		}
+	}
+}
