@@ -14,6 +14,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -98,26 +100,38 @@ func NewMediaEngine() (*webrtc.MediaEngine, error) {
 
 // NewInterceptorRegistry returns the interceptors both sides run: NACK generation and response
 // (video only, as negotiated), RTCP sender and receiver reports, and transport-wide congestion
-// control (sequence numbers on what is sent, feedback on what is received).
+// control (sequence numbers on what is sent, feedback on what is received). Their logs go to
+// slog.Default() (NewInterceptorRegistryWithLogs chooses).
 func NewInterceptorRegistry(m *webrtc.MediaEngine) (*interceptor.Registry, error) {
+	return NewInterceptorRegistryWithLogs(m, nil)
+}
+
+// NewInterceptorRegistryWithLogs is NewInterceptorRegistry with the interceptors' logs going to
+// logs (NewLoggerFactory(nil) when nil). Pion's interceptors do not use the SettingEngine's
+// LoggerFactory: without this, they print to stderr.
+func NewInterceptorRegistryWithLogs(m *webrtc.MediaEngine, logs logging.LoggerFactory) (*interceptor.Registry, error) {
+	if logs == nil {
+		logs = NewLoggerFactory(nil)
+	}
 	reg := &interceptor.Registry{}
-	gen, err := nack.NewGeneratorInterceptor()
+	gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(logs))
 	if err != nil {
 		return nil, fmt.Errorf("rtc: NACK generator: %w", err)
 	}
-	resp, err := nack.NewResponderInterceptor()
+	resp, err := nack.NewResponderInterceptor(nack.WithResponderLoggerFactory(logs))
 	if err != nil {
 		return nil, fmt.Errorf("rtc: NACK responder: %w", err)
 	}
 	reg.Add(resp)
 	reg.Add(gen)
-	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+	if err := webrtc.ConfigureRTCPReportsWithOptions(reg, []report.ReceiverOption{report.WithReceiverLoggerFactory(logs)},
+		report.WithSenderLoggerFactory(logs)); err != nil {
 		return nil, fmt.Errorf("rtc: RTCP reports: %w", err)
 	}
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
 		return nil, fmt.Errorf("rtc: TWCC header extension: %w", err)
 	}
-	if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
+	if err := webrtc.ConfigureTWCCSenderWithOptions(m, reg, twcc.WithLoggerFactory(logs)); err != nil {
 		return nil, fmt.Errorf("rtc: TWCC feedback: %w", err)
 	}
 	return reg, nil
@@ -141,7 +155,8 @@ type BotTransport struct {
 	InternalPort, PublicPort int
 	// Loopback includes loopback candidates (a bot and service on one machine).
 	Loopback bool
-	// LoggerFactory for pion's logs; nil silences them below warnings.
+	// LoggerFactory for pion's logs; nil: NewLoggerFactory(nil), slog.Default() with the
+	// errors of closing connections demoted to debug.
 	LoggerFactory logging.LoggerFactory
 }
 
@@ -174,16 +189,16 @@ func BotSettingEngine(t BotTransport) (webrtc.SettingEngine, error) {
 			return s, fmt.Errorf("rtc: public address %s:%d: %w", t.PublicIP, t.PublicPort, err)
 		}
 	}
-	if t.LoggerFactory != nil {
-		s.LoggerFactory = t.LoggerFactory
-	} else {
-		s.LoggerFactory = quietLoggers()
+	s.LoggerFactory = t.LoggerFactory
+	if s.LoggerFactory == nil {
+		s.LoggerFactory = NewLoggerFactory(nil)
 	}
 	return s, nil
 }
 
 // ServiceSettingEngine returns the setting engine of the service's side of a bot session (the
 // offerer; ICE controlling and DTLS client follow from offering to an ICE-lite DTLS server).
+// Pion's logs go to NewLoggerFactory(nil); set LoggerFactory to send them elsewhere.
 func ServiceSettingEngine(loopback bool) webrtc.SettingEngine {
 	var s webrtc.SettingEngine
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -191,24 +206,18 @@ func ServiceSettingEngine(loopback bool) webrtc.SettingEngine {
 	if loopback {
 		LoopbackOnly(&s)
 	}
-	s.LoggerFactory = quietLoggers()
+	s.LoggerFactory = NewLoggerFactory(nil)
 	return s
 }
 
-func quietLoggers() logging.LoggerFactory {
-	f := logging.NewDefaultLoggerFactory()
-	f.DefaultLogLevel = logging.LogLevelError
-	return f
-}
-
 // NewAPI builds a pion API from the session's media engine and interceptors and the given
-// setting engine.
+// setting engine; the interceptors log to its LoggerFactory.
 func NewAPI(s webrtc.SettingEngine) (*webrtc.API, error) {
 	m, err := NewMediaEngine()
 	if err != nil {
 		return nil, err
 	}
-	reg, err := NewInterceptorRegistry(m)
+	reg, err := NewInterceptorRegistryWithLogs(m, s.LoggerFactory)
 	if err != nil {
 		return nil, err
 	}

@@ -440,7 +440,7 @@ func (p *Participant) negotiateLoop() {
 			select {
 			case <-p.done:
 			default:
-				if p.sub.ConnectionState() != webrtc.PeerConnectionStateClosed {
+				if p.sub.ConnectionState() != webrtc.PeerConnectionStateClosed && !errors.Is(err, webrtc.ErrConnectionClosed) {
 					p.conf.log.Warn("subscriber offer failed", "participant", p.id, "err", err)
 				}
 			}

@@ -58,7 +58,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger for the SFU's own events (never per packet). Default slog.Default().
 	Logger *slog.Logger
-	// LoggerFactory for pion's logs. Default: errors only.
+	// LoggerFactory for pion's logs (its connections', ICE's and its interceptors'). Default:
+	// rtc.NewLoggerFactory(Logger): pion's info and debug at debug level, its warnings and
+	// errors at theirs, except the errors of connections that are closing (debug).
 	LoggerFactory logging.LoggerFactory
 }
 
@@ -143,8 +145,9 @@ func New(cfg Config) (*SFU, error) {
 		watchers: make(map[int]func(string, Event))}
 
 	se := rtc.ServiceSettingEngine(cfg.Loopback)
-	if cfg.LoggerFactory != nil {
-		se.LoggerFactory = cfg.LoggerFactory
+	se.LoggerFactory = cfg.LoggerFactory
+	if se.LoggerFactory == nil {
+		se.LoggerFactory = rtc.NewLoggerFactory(cfg.Logger)
 	}
 	if len(cfg.PublicIPs) > 0 {
 		rule := webrtc.ICEAddressRewriteRule{External: cfg.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost,
@@ -182,7 +185,7 @@ func New(cfg Config) (*SFU, error) {
 		s.closeSocket()
 		return nil, fmt.Errorf("sfu: simulcast header extensions: %w", err)
 	}
-	reg, err := rtc.NewInterceptorRegistry(me)
+	reg, err := rtc.NewInterceptorRegistryWithLogs(me, se.LoggerFactory)
 	if err != nil {
 		s.closeSocket()
 		return nil, fmt.Errorf("sfu: interceptors: %w", err)
