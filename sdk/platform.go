@@ -30,6 +30,9 @@ var (
 	ErrNotSending = errors.New("sdk: socket is not sending (send status inactive)")
 	// ErrSendQueueFull is returned by Send when the bot sends faster than real time.
 	ErrSendQueueFull = errors.New("sdk: send queue full")
+	// ErrSendFormat is returned by VideoSocket.Send for a frame it cannot send: a pixel format
+	// other than NV12, RGB24, YUY2 or I420, or a size outside 2×2 to MaxSendDimension².
+	ErrSendFormat = errors.New("sdk: video frame format cannot be sent")
 	// ErrBadOffer is returned when the service's offer does not have the layout the sockets need.
 	ErrBadOffer = errors.New("sdk: media offer does not fit the sockets")
 )

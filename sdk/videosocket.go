@@ -32,8 +32,8 @@ type VideoReceivedEvent struct {
 // frames.
 type VideoSendStatusEvent struct {
 	Status MediaSendStatus
-	// PreferredFormat is the SupportedSendFormats entry that fits the current bandwidth estimate
-	// best. Frames in another format are converted and scaled to it, at a cost in CPU.
+	// PreferredFormat is the SupportedSendFormats entry the socket encodes at now. Frames in
+	// another format or size are converted and scaled to it, at a cost in CPU.
 	PreferredFormat media.VideoFormat
 	// BitrateKbps is the bitrate the encoder now aims at.
 	BitrateKbps int
@@ -50,8 +50,10 @@ type VideoSocketSettings struct {
 	// ReceiveColorFormat is the pixel format of received frames; only NV12 (the zero value
 	// means NV12).
 	ReceiveColorFormat media.PixelFormat
-	// SupportedSendFormats are the formats the bot can send (NV12, RGB24 or YUY2 at any size),
-	// from which the socket picks the preferred one.
+	// SupportedSendFormats are the formats the socket may encode at (NV12, RGB24, YUY2 or I420
+	// at any size, with a frame rate), from which it picks the preferred one (see
+	// VideoSendStatusEvent.PreferredFormat). Send is not limited to them: it takes frames of
+	// any size, and scales each to the preferred format.
 	SupportedSendFormats []media.VideoFormat
 	// ScreenShare binds the socket to the call's screen-share m-line (receive only) instead of
 	// a video slot.
@@ -434,10 +436,32 @@ func (s *VideoSocket) connected(up bool) {
 // SendStatus is the socket's current send status.
 func (s *VideoSocket) SendStatus() MediaSendStatus { return MediaSendStatus(s.status.Load()) }
 
-// Send queues one frame to send. Its format must be one of SupportedSendFormats (the preferred
-// one avoids a conversion). The buffer is the platform's until OnSendDone (or, without it,
-// until the platform Releases it). Send fails with ErrNotSending while Inactive and with
-// ErrSendQueueFull when the encoder is behind; the buffer then stays the bot's.
+// MaxSendDimension is the largest width and height of a frame Send takes.
+const MaxSendDimension = 4096
+
+// checkSendFormat reports whether Send takes frames of format f.
+func checkSendFormat(f media.VideoFormat) error {
+	switch f.PixelFormat {
+	case media.NV12, media.RGB24, media.YUY2, media.I420:
+	default:
+		return fmt.Errorf("%w: pixel format %v (send NV12, RGB24, YUY2 or I420)", ErrSendFormat, f.PixelFormat)
+	}
+	if f.Width < 2 || f.Height < 2 || f.Width > MaxSendDimension || f.Height > MaxSendDimension {
+		return fmt.Errorf("%w: size %dx%d (from 2x2 to %dx%d)", ErrSendFormat, f.Width, f.Height, MaxSendDimension, MaxSendDimension)
+	}
+	return nil
+}
+
+// Send queues one frame to send: NV12, RGB24, YUY2 or I420, of any size from 2×2 to
+// MaxSendDimension×MaxSendDimension. The socket's encode goroutine converts and scales it to the
+// preferred format (PreferredFormat), which costs CPU unless the frame is already that size; it
+// keeps one converter, so sending allocates nothing in the steady state whatever the sizes.
+// Other pixel formats and sizes fail with an error wrapping ErrSendFormat.
+//
+// The buffer is the platform's until OnSendDone (or, without it, until the platform Releases
+// it). Send fails with ErrNotSending while Inactive, with ErrSocketClosed once the socket is
+// closed and with ErrSendQueueFull when the encoder is behind; the buffer then stays the bot's.
+// Send may be called from any goroutine.
 func (s *VideoSocket) Send(buf *media.VideoBuffer) error {
 	if buf == nil {
 		return errors.New("sdk: send nil video buffer")
@@ -450,11 +474,8 @@ func (s *VideoSocket) Send(buf *media.VideoBuffer) error {
 	if s.SendStatus() != Active {
 		return ErrNotSending
 	}
-	f := buf.Format()
-	if !slices.ContainsFunc(s.formats, func(g media.VideoFormat) bool {
-		return g.PixelFormat == f.PixelFormat && g.Width == f.Width && g.Height == f.Height
-	}) {
-		return fmt.Errorf("sdk: send video in %v: not among the socket's SupportedSendFormats", f)
+	if err := checkSendFormat(buf.Format()); err != nil {
+		return err
 	}
 	select {
 	case s.sendQ <- buf:
@@ -467,87 +488,135 @@ func (s *VideoSocket) Send(buf *media.VideoBuffer) error {
 // encodeLoop is the goroutine that converts, encodes and sends the bot's frames.
 func (s *VideoSocket) encodeLoop() {
 	defer s.wg.Done()
-	var (
-		enc      *vp8.Encoder
-		encFmt   media.VideoFormat
-		pz       *vp8.Packetizer
-		conv     yuv.Converter
-		i420     []byte
-		payloads [][]byte
-		pbuf     []byte
-		pkt            = rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: uint8(rtc.PayloadTypeVP8)}}
-		start          = time.Now()
-		lastPTS  int64 = -1
-		kbps     int
-	)
-	defer func() {
-		if enc != nil {
-			enc.Close()
-		}
-	}()
-	pz, err := vp8.NewPacketizer(1100)
+	snd, err := newVideoSender(s)
 	if err != nil {
 		s.log.Error("video packetizer", "err", err)
 		return
 	}
+	defer snd.close()
 	for {
-		var buf *media.VideoBuffer
 		select {
 		case <-s.stop:
 			return
-		case buf = <-s.sendQ:
-		}
-		if s.SendStatus() != Active {
-			s.sendDone(buf)
-			continue
-		}
-		target := s.PreferredFormat()
-		target.PixelFormat = media.I420
-		if enc == nil || encFmt != target {
-			if enc != nil {
-				enc.Close()
-			}
-			kbps = s.bitrateKbps()
-			enc, err = vp8.NewEncoder(vp8.EncoderConfig{Width: target.Width, Height: target.Height, FrameRate: target.FrameRate, BitrateKbps: kbps})
-			if err != nil {
-				s.log.Error("video encoder", "format", target.String(), "err", err)
-				s.sendDone(buf)
-				enc = nil
-				continue
-			}
-			encFmt = target
-			i420 = make([]byte, target.FrameSize())
-			lastPTS = -1
-		} else if k := s.bitrateKbps(); k != kbps {
-			if enc.SetBitrate(k) == nil {
-				kbps = k
-			}
-		}
-		src := buf.Format()
-		err := conv.ConvertScale(i420, target, buf.Data(), src)
-		s.sendDone(buf)
-		if err != nil {
-			s.log.Warn("convert video for sending", "from", src.String(), "to", target.String(), "err", err)
-			continue
-		}
-		pts := int64(time.Since(start) * vp8.ClockRate / time.Second)
-		if pts <= lastPTS {
-			pts = lastPTS + 1
-		}
-		lastPTS = pts
-		frame, _, err := enc.Encode(i420, pts, s.forceKey.Swap(false))
-		if err != nil || len(frame) == 0 {
-			continue
-		}
-		pbuf, payloads = pz.Packetize(pbuf[:0], payloads[:0], frame)
-		pkt.Timestamp = uint32(pts)
-		for i, p := range payloads {
-			pkt.Payload = p
-			pkt.Marker = i == len(payloads)-1
-			pkt.SequenceNumber++
-			_ = s.track.WriteRTP(&pkt)
+		case buf := <-s.sendQ:
+			snd.frame(buf)
 		}
 	}
+}
+
+// videoSender is the state of the sent stream, owned by the encode goroutine: the encoder at
+// the current target format, the converter that scales every frame to it, the packetizer.
+type videoSender struct {
+	s        *VideoSocket
+	enc      *vp8.Encoder
+	encFmt   media.VideoFormat // the encoder's format (I420), zero before the first frame
+	badFmt   media.VideoFormat // a target the encoder refused, not retried
+	kbps     int
+	pz       *vp8.Packetizer
+	conv     yuv.Converter
+	i420     []byte
+	payloads [][]byte
+	pbuf     []byte
+	pkt      rtp.Packet
+	start    time.Time
+	lastPTS  int64
+	warned   bool   // about a frame that could not be converted
+	frames   uint64 // frames encoded and written
+	packets  uint64 // RTP packets written
+}
+
+func newVideoSender(s *VideoSocket) (*videoSender, error) {
+	pz, err := vp8.NewPacketizer(1100)
+	if err != nil {
+		return nil, err
+	}
+	return &videoSender{
+		s:       s,
+		pz:      pz,
+		pkt:     rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: uint8(rtc.PayloadTypeVP8)}},
+		start:   time.Now(),
+		lastPTS: -1,
+	}, nil
+}
+
+func (v *videoSender) close() {
+	if v.enc != nil {
+		v.enc.Close()
+		v.enc = nil
+	}
+}
+
+// encoder makes sure the encoder runs at target (I420) and the current bitrate, and reports
+// whether there is one.
+func (v *videoSender) encoder(target media.VideoFormat) bool {
+	if v.enc != nil && v.encFmt == target {
+		if k := v.s.bitrateKbps(); k != v.kbps && v.enc.SetBitrate(k) == nil {
+			v.kbps = k
+		}
+		return true
+	}
+	if target == v.badFmt {
+		return false
+	}
+	v.close()
+	v.kbps = v.s.bitrateKbps()
+	enc, err := vp8.NewEncoder(vp8.EncoderConfig{Width: target.Width, Height: target.Height, FrameRate: target.FrameRate, BitrateKbps: v.kbps})
+	if err != nil {
+		v.s.log.Error("video encoder", "format", target.String(), "err", err)
+		v.badFmt = target
+		return false
+	}
+	v.enc, v.encFmt = enc, target
+	if n := target.FrameSize(); cap(v.i420) < n {
+		v.i420 = make([]byte, n)
+	}
+	v.i420 = v.i420[:target.FrameSize()]
+	return true
+}
+
+// frame converts and scales one of the bot's frames to the target format, hands the buffer
+// back to the bot, encodes the picture and writes its RTP packets.
+func (v *videoSender) frame(buf *media.VideoBuffer) {
+	s := v.s
+	if s.SendStatus() != Active {
+		s.sendDone(buf)
+		return
+	}
+	target := s.PreferredFormat()
+	target.PixelFormat = media.I420
+	if !v.encoder(target) {
+		s.sendDone(buf)
+		return
+	}
+	src := buf.Format()
+	err := v.conv.ConvertScale(v.i420, target, buf.Data(), src)
+	s.sendDone(buf)
+	if err != nil {
+		if !v.warned {
+			v.warned = true
+			s.log.Warn("cannot convert a video frame for sending; dropping such frames", "from", src.String(), "to", target.String(), "err", err)
+		}
+		return
+	}
+	pts := int64(time.Since(v.start) * vp8.ClockRate / time.Second)
+	if pts <= v.lastPTS {
+		pts = v.lastPTS + 1
+	}
+	v.lastPTS = pts
+	frame, _, err := v.enc.Encode(v.i420, pts, s.forceKey.Swap(false))
+	if err != nil || len(frame) == 0 {
+		return
+	}
+	v.pbuf, v.payloads = v.pz.Packetize(v.pbuf[:0], v.payloads[:0], frame)
+	v.pkt.Timestamp = uint32(pts)
+	for i, p := range v.payloads {
+		v.pkt.Payload = p
+		v.pkt.Marker = i == len(v.payloads)-1
+		v.pkt.SequenceNumber++
+		_ = s.track.WriteRTP(&v.pkt)
+	}
+	v.frames++
+	v.packets += uint64(len(v.payloads))
 }
 
 func (s *VideoSocket) sendDone(buf *media.VideoBuffer) {

@@ -1,12 +1,15 @@
 package sdk
 
 import (
+	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-rtc/switchboard/internal/protocol"
@@ -195,6 +198,27 @@ func TestVideoSend(t *testing.T) {
 	if last.Width != 640 || best > 8 {
 		t.Errorf("peer's picture %dx%d differs from the pattern (luma error %.1f)", last.Width, last.Height, best)
 	}
+	// Frames of a size the socket does not list (YUY2 at 720p) are scaled to the preferred one.
+	hd := media.VideoFormat{PixelFormat: media.YUY2, Width: 1280, Height: 720, FrameRate: 30}
+	for n := 100; n < 120; n++ {
+		if err := sock.Send(patternFrame(t, pool, hd, n)); err != nil {
+			t.Fatalf("Send %v: %v", hd, err)
+		}
+		time.Sleep(33 * time.Millisecond)
+	}
+	waitUntil(t, 5*time.Second, "scaled frames at the peer", func() bool {
+		n, _ := tc.peer.ReceivedVideo(rtc.VideoMID(0))
+		return n >= frames+10
+	})
+	frames, last = tc.peer.ReceivedVideo(rtc.VideoMID(0))
+	best = 1e9
+	for n := 114; n < 120; n++ {
+		best = min(best, lumaError(last.I420, rtctest.TestPattern(640, 360, n), 640, 360))
+	}
+	t.Logf("peer decoded %d frames (%dx%d) from 720p YUY2, luma error %.2f", frames, last.Width, last.Height, best)
+	if last.Width != 640 || last.Height != 360 || best > 8 {
+		t.Errorf("peer's picture from 720p YUY2 is %dx%d, luma error %.1f", last.Width, last.Height, best)
+	}
 
 	// A low estimate from the far side moves the preferred format down.
 	if err := tc.peer.SendREMB(150_000); err != nil {
@@ -303,5 +327,159 @@ func TestVideoFrameAllocs(t *testing.T) {
 	}
 	if delivered < 50 || s.pool.Stats().Outstanding != 0 {
 		t.Errorf("%d frames delivered, %d buffers outstanding", delivered, s.pool.Stats().Outstanding)
+	}
+}
+
+// offlineVideoSender is a sending socket with no network, Active, and the state of its encode
+// goroutine: the test queues frames with Send and runs the sender by hand.
+func offlineVideoSender(t testing.TB, formats ...media.VideoFormat) (*VideoSocket, *videoSender) {
+	t.Helper()
+	s, err := NewVideoSocket(VideoSocketSettings{Direction: Sendonly, SupportedSendFormats: formats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	track, err := webrtc.NewTrackLocalStaticRTP(rtc.VP8Codec().RTPCodecCapability, "v", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.track = track // unbound: WriteRTP goes nowhere
+	s.sendable.Store(true)
+	s.status.Store(uint32(Active))
+	s.log = slog.New(slog.DiscardHandler)
+	snd, err := newVideoSender(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(snd.close)
+	return s, snd
+}
+
+// patternFrame is frame n of the test pattern in a pooled buffer of format f.
+func patternFrame(t testing.TB, pool *media.VideoPool, f media.VideoFormat, n int) *media.VideoBuffer {
+	t.Helper()
+	b := pool.Get(f)
+	if err := yuv.Convert(b.Data(), f.PixelFormat, rtctest.TestPattern(f.Width, f.Height, n), media.I420, f.Width, f.Height); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestVideoSendAnySize: Send takes NV12, RGB24, YUY2 and I420 frames of any size up to
+// MaxSendDimension (odd sizes too), and the encoder gets each scaled to the preferred format;
+// other pixel formats and nonsense sizes fail with ErrSendFormat, the buffer still the bot's.
+func TestVideoSendAnySize(t *testing.T) {
+	target := media.VideoFormat{PixelFormat: media.NV12, Width: 640, Height: 360, FrameRate: 30}
+	s, snd := offlineVideoSender(t, target)
+	pool := media.NewVideoPool("bot")
+	sizes := []media.VideoFormat{
+		{PixelFormat: media.NV12, Width: 1280, Height: 720},
+		{PixelFormat: media.RGB24, Width: 320, Height: 240},
+		{PixelFormat: media.YUY2, Width: 1920, Height: 1080},
+		{PixelFormat: media.I420, Width: 641, Height: 361},
+		{PixelFormat: media.YUY2, Width: 639, Height: 359},
+		{PixelFormat: media.RGB24, Width: 333, Height: 777},
+		{PixelFormat: media.NV12, Width: 2, Height: 2},
+		{PixelFormat: media.NV12, Width: MaxSendDimension, Height: MaxSendDimension / 2},
+		{PixelFormat: media.NV12, Width: 640, Height: 360},
+	}
+	for i, f := range sizes {
+		b := pool.Get(f)
+		if err := s.Send(b); err != nil {
+			t.Fatalf("Send %v: %v", f, err)
+		}
+		snd.frame(<-s.sendQ)
+		if snd.frames != uint64(i+1) {
+			t.Fatalf("%v: not encoded (%d frames encoded)", f, snd.frames)
+		}
+		if snd.encFmt.Width != 640 || snd.encFmt.Height != 360 {
+			t.Fatalf("%v: encoded at %v, want 640x360", f, snd.encFmt)
+		}
+	}
+	if st := pool.Stats(); st.Outstanding != 0 {
+		t.Errorf("%d sent buffers not handed back", st.Outstanding)
+	}
+	for _, f := range []media.VideoFormat{
+		{PixelFormat: media.RGBA, Width: 640, Height: 360},
+		{PixelFormat: media.PixelFormatUnknown, Width: 640, Height: 360},
+		{PixelFormat: media.NV12, Width: MaxSendDimension + 2, Height: 360},
+		{PixelFormat: media.NV12, Width: 640, Height: MaxSendDimension + 1},
+		{PixelFormat: media.NV12, Width: 1, Height: 360},
+	} {
+		b := media.NewVideoBuffer(f)
+		err := s.Send(b)
+		if !errors.Is(err, ErrSendFormat) {
+			t.Errorf("Send %v: %v, want ErrSendFormat", f, err)
+		}
+		t.Logf("Send %v: %v", f, err)
+		b.Release() // still ours
+	}
+	if len(s.sendQ) != 0 {
+		t.Errorf("%d refused frames queued", len(s.sendQ))
+	}
+}
+
+// videoSendStep sends one frame through an offline sender: Send, then the encode goroutine's
+// work (convert and scale, encode, packetize, RTP), the buffer back to the pool.
+type videoSendStep struct {
+	s       *VideoSocket
+	snd     *videoSender
+	formats []media.VideoFormat
+	pool    *media.VideoPool
+	n       int
+}
+
+func (v *videoSendStep) step() {
+	f := v.formats[v.n%len(v.formats)]
+	b := v.pool.Get(f)
+	if err := v.s.Send(b); err != nil {
+		panic(err)
+	}
+	v.snd.frame(<-v.s.sendQ)
+	v.n++
+}
+
+// TestVideoSendAllocs: sending frames of sizes other than the target (alternating RGB24 720p and
+// YUY2 540p, both scaled to 640×360) allocates nothing in the steady state.
+func TestVideoSendAllocs(t *testing.T) {
+	if media.DebugChecks {
+		t.Skip("the checking build's buffer quarantine is not the steady state")
+	}
+	s, snd := offlineVideoSender(t, media.VideoFormat{PixelFormat: media.NV12, Width: 640, Height: 360, FrameRate: 30})
+	v := &videoSendStep{s: s, snd: snd, pool: media.NewVideoPool("bot"), formats: []media.VideoFormat{
+		{PixelFormat: media.RGB24, Width: 1280, Height: 720},
+		{PixelFormat: media.YUY2, Width: 960, Height: 540},
+	}}
+	for i := 0; i < 20; i++ {
+		v.step()
+	}
+	if a := testing.AllocsPerRun(20, v.step); a != 0 {
+		t.Errorf("%.2f allocations per sent video frame, want 0", a)
+	}
+	if snd.frames != uint64(v.n) {
+		t.Errorf("%d of %d frames encoded", snd.frames, v.n)
+	}
+}
+
+// BenchmarkVideoSend measures the send path of one frame to a 640×360 target: a frame already
+// at the target size, and frames that are converted and scaled first.
+func BenchmarkVideoSend(b *testing.B) {
+	for _, f := range []media.VideoFormat{
+		{PixelFormat: media.NV12, Width: 640, Height: 360},
+		{PixelFormat: media.NV12, Width: 1280, Height: 720},
+		{PixelFormat: media.RGB24, Width: 1280, Height: 720},
+		{PixelFormat: media.YUY2, Width: 640, Height: 480},
+	} {
+		b.Run(f.PixelFormat.String()+"_"+strconv.Itoa(f.Width)+"x"+strconv.Itoa(f.Height), func(b *testing.B) {
+			s, snd := offlineVideoSender(b, media.VideoFormat{PixelFormat: media.NV12, Width: 640, Height: 360, FrameRate: 30})
+			v := &videoSendStep{s: s, snd: snd, pool: media.NewVideoPool("bot"), formats: []media.VideoFormat{f}}
+			for i := 0; i < 10; i++ {
+				v.step()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				v.step()
+			}
+		})
 	}
 }

@@ -54,9 +54,9 @@ type options struct {
 // Width and Height are the size the bot subscribes to the caller's video at.
 const Width, Height = 640, 360
 
-// sendFormats are the sizes the bot sends: the subscribed size and the one below, landscape and
-// portrait (no larger: the socket would scale frames up when the bandwidth allows it). A
-// received frame of another size is scaled to the socket's preferred one.
+// sendFormats are the sizes the bot's video is encoded at: the subscribed size and the one
+// below, landscape and portrait. The bot sends each received frame as it is; the socket scales
+// one of another size to its preferred format.
 var sendFormats = []media.VideoFormat{
 	media.NV12_640x360_30, media.NV12_320x180_15,
 	media.NV12_360x640_30, media.NV12_180x320_15,
@@ -70,7 +70,6 @@ type mirror struct {
 	call     *sdk.Call
 	rot      rotation
 	video    *sdk.VideoSocket
-	pool     *media.VideoPool // frames scaled to a size the socket sends
 
 	label atomic.Pointer[string] // the name drawn on the video; written by the call's goroutine
 
@@ -81,7 +80,7 @@ type mirror struct {
 }
 
 func newMirror(opts options, p *sdk.MediaPlatform, c *sdk.Call) *mirror {
-	return &mirror{opts: opts, platform: p, call: c, rot: newRotation(opts.degrees), pool: media.NewVideoPool("hue")}
+	return &mirror{opts: opts, platform: p, call: c, rot: newRotation(opts.degrees)}
 }
 
 func (m *mirror) events() sdk.CallEvents {
@@ -196,18 +195,6 @@ func (m *mirror) onVideo(ev sdk.VideoReceivedEvent) {
 		buf.Release()
 		return
 	}
-	if f := buf.Format(); !sendable(f) {
-		// A size the socket does not take: scale it to the one it prefers.
-		out := m.pool.Get(m.video.PreferredFormat())
-		if err := nv12.Scale(out, buf); err != nil {
-			out.Release()
-			buf.Release()
-			return
-		}
-		out.SourceID = buf.SourceID
-		buf.Release()
-		buf = out
-	}
 	m.rot.apply(buf)
 	if m.opts.label {
 		drawLabel(buf, *m.label.Load())
@@ -215,15 +202,6 @@ func (m *mirror) onVideo(ev sdk.VideoReceivedEvent) {
 	if m.video.Send(buf) != nil {
 		buf.Release() // the encoder is behind or the call is ending: drop this frame
 	}
-}
-
-func sendable(f media.VideoFormat) bool {
-	for _, s := range sendFormats {
-		if s.Width == f.Width && s.Height == f.Height && s.PixelFormat == f.PixelFormat {
-			return true
-		}
-	}
-	return false
 }
 
 // labelScale is the text's scale for a frame height: 4 at 360 lines, always even.

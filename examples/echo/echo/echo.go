@@ -8,20 +8,19 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/media"
-	"github.com/switchboard-rtc/switchboard/media/nv12"
 	"github.com/switchboard-rtc/switchboard/sdk"
 )
 
 // Width and Height are the size of the caller's video the bot asks for, and sends back.
 const Width, Height = 640, 360
 
-// sendFormats are the frame sizes the bot echoes as they come: the size it subscribes to, and
-// the layer below it, which the service sends when the caller's bandwidth is short. Frames of
-// another size (a 4:3 camera) are scaled to the first.
+// sendFormats are the sizes the bot's video is encoded at: the size it subscribes to, and the
+// layer below it, which the service sends when the caller's bandwidth is short. The bot sends
+// every frame as it comes; the socket scales one of another size (a 4:3 camera) to the
+// preferred of these.
 var sendFormats = []media.VideoFormat{
 	{PixelFormat: media.NV12, Width: Width, Height: Height, FrameRate: 30},
 	{PixelFormat: media.NV12, Width: Width / 2, Height: Height / 2, FrameRate: 30},
@@ -35,7 +34,6 @@ type call struct {
 	log         *slog.Logger
 	audio       *sdk.AudioSocket
 	video       *sdk.VideoSocket
-	scaled      *media.VideoPool // frames of other sizes, scaled to sendFormats[0]
 	roster      []sdk.Participant
 	established bool
 	subscribed  uint32 // the video source asked for, 0 before
@@ -44,7 +42,7 @@ type call struct {
 
 // NewCall makes the echo bot's events for one call (an sdk/bot.NewCallFunc).
 func NewCall(p *sdk.MediaPlatform, c *sdk.Call) sdk.CallEvents {
-	e := &call{platform: p, c: c, log: c.Logger(), scaled: media.NewVideoPool("echo")}
+	e := &call{platform: p, c: c, log: c.Logger()}
 	return sdk.CallEvents{
 		OnIncomingCall: e.answer,
 		OnCallStateChanged: func(s sdk.CallState, reason string) {
@@ -113,18 +111,7 @@ func (e *call) onVideo(ev sdk.VideoReceivedEvent) {
 		buf.Release()
 		return
 	}
-	if f := buf.Format(); !slices.ContainsFunc(sendFormats, func(g media.VideoFormat) bool { return g.Width == f.Width && g.Height == f.Height }) {
-		out := e.scaled.Get(sendFormats[0])
-		err := nv12.Scale(out, buf)
-		out.SourceID, out.Timestamp = buf.SourceID, buf.Timestamp
-		buf.Release()
-		if buf = out; err != nil {
-			e.warn(f, err)
-			buf.Release()
-			return
-		}
-	}
-	if err := e.video.Send(buf); err != nil {
+	if err := e.video.Send(buf); err != nil { // any size: the socket scales it
 		if !errors.Is(err, sdk.ErrSendQueueFull) {
 			e.warn(buf.Format(), err)
 		}
