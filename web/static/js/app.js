@@ -126,7 +126,6 @@ class Call {
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
     pc.onicecandidate = (e) => { if (e.candidate) this.signal.send({ type: 'candidate', target, candidate: e.candidate.toJSON() }); };
     pc.onconnectionstatechange = () => {
-      if (target !== 'subscriber') return;
       const st = pc.connectionState;
       if (st === 'connected') setConn('connected', 'ok');
       else if (st === 'disconnected') setConn('media interrupted', 'warn');
@@ -147,6 +146,9 @@ class Call {
     if (this.pub.getTransceivers().length) {
       try { await this.publish(); } catch (err) { toast(`Sending your microphone and camera failed: ${err.message}`, 'bad', 0); }
     }
+    // In the conference now; the media connections report their troubles as they come (alone
+    // in a room, nothing is received, so the subscriber connection does not start).
+    setConn('connected', 'ok');
     this.stats.start(this.sub, this.pub);
     this.ensureTile(this.me.participantId, true);
     this.renderRoster();
