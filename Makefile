@@ -49,7 +49,7 @@ bench: deps
 	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./... | tee "$$d/go.txt"; \
 	$(GO) build -o "$$d/switchboard-load" ./cmd/switchboard-load; \
-	"$$d/switchboard-load" -spawn -peer-ports 20000-29999 -bot echo -calls 50 -rate 20 -duration 20s -json > "$$d/load.json" || true; \
+	"$$d/switchboard-load" -spawn -bot echo -calls 50 -rate 20 -duration 20s -json > "$$d/load.json" || true; \
 	echo; echo "== summary"; "$$d/switchboard-load" summary "$$d/go.txt" "$$d/load.json"
 
 fmt:

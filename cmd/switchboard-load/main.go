@@ -68,7 +68,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.botArgs, "bot-args", "", "extra flags for the spawned bot (space separated)")
 	fs.StringVar(&o.serviceArgs, "service-args", "", "extra flags for the spawned service (space separated)")
 	fs.StringVar(&o.loadBot, "load-bot", "", "with -spawn: instead of examples/<bot>, run the instrumented load bot (`switchboard-load bot`) in this mode: sendrecv (echo's audio path) or recvonly; registered as -bot")
-	fs.StringVar(&o.peerPorts, "peer-ports", "", "with -spawn: run the service with one UDP port per peer connection from this range (e.g. 20000-29999) instead of `switchboard serve`'s one shared port; see docs/load.md")
+	fs.StringVar(&o.peerPorts, "peer-ports", "", "with -spawn: run the service as `switchboard-load serve-per-connection` (every peer connection on its own UDP port from this range, e.g. 20000-29999, and /debug/pprof/ served, for profiles) instead of switchboard serve")
 	fs.BoolVar(&o.logs, "logs", false, "copy the spawned processes' logs to stderr")
 	fs.BoolVar(&o.keep, "keep", false, "keep the spawned processes' work directory (binaries, configuration, logs)")
 	fs.StringVar(&o.profile, "profile", "", "directory for CPU profiles of the service and bot over the window (pprof when they serve /debug/pprof, else perf)")

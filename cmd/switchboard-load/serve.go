@@ -26,13 +26,9 @@ import (
 const serveCommand = "serve-per-connection"
 
 // serve runs the calling service as `switchboard serve` does (same configuration, bots, call
-// layer, SFU, /ws signalling), with two differences for load runs: every peer connection gets
-// its own UDP port from -peer-ports instead of all sharing one, and /debug/pprof/ is served.
-//
-// The separate ports are a work-around: with one shared media port on the service and one on
-// an SDK bot (both ICE UDP muxes), a mux binds the other side's address to the first
-// connection that used it, so only one call per bot process gets its media up. docs/load.md
-// says more.
+// layer, SFU, /ws signalling), with two differences for load runs: every peer connection,
+// browsers' too, gets its own UDP port from -peer-ports, and /debug/pprof/ is served, so that
+// a load run can take the service's CPU profile. docs/load.md says more.
 func serve(args []string, stderr io.Writer) int {
 	var portRange string
 	var rest []string

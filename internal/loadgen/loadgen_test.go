@@ -29,7 +29,7 @@ func TestRun(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	sp, err := Spawn(ctx, SpawnConfig{Bot: "echo", PeerPorts: "31000-31999"})
+	sp, err := Spawn(ctx, SpawnConfig{Bot: "echo"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestRunRecvonlyLoadBot(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	sp, err := Spawn(ctx, SpawnConfig{Bot: "recv", LoadBot: "recvonly", PeerPorts: "32000-32999"})
+	sp, err := Spawn(ctx, SpawnConfig{Bot: "recv", LoadBot: "recvonly"})
 	if err != nil {
 		t.Fatal(err)
 	}
