@@ -23,10 +23,12 @@ import (
 // configuration.
 //
 // Media ports: with a range in the configuration's mediaPorts (the default, 40000-40999), every
-// peer connection takes its own UDP port from the range. That is what lets one bot process, whose
-// media shares one UDP port, hold several calls: two connections between the same pair of
-// sockets could not be told apart. With a single port (min = max) or UDPAddr, every connection
-// shares that one socket; a bot process then gets media for one call at a time.
+// browser connection shares one UDP socket on the first free port of the range (an ICE UDP
+// mux: browsers come from distinct addresses), and every bot leg takes a port of its own from
+// the range. The bot legs need their own ports because one bot process receives all its calls
+// on one UDP port: two connections between the same pair of sockets could not be told apart.
+// With a single port (min = max) or UDPAddr, every connection shares that one socket; a bot
+// process then gets media for one call at a time.
 type Conferencing struct {
 	// UDPAddr, if set, is the one media socket every connection shares, host:port (port 0: a
 	// free one). Empty: as the configuration's mediaPorts say (above), on 127.0.0.1 when the
@@ -49,7 +51,7 @@ type conferencing struct {
 	unreport func()
 	loopback bool
 	public   []string
-	ports    config.PortRange // the per-connection port range; zero with one shared socket
+	ports    config.PortRange // the bot legs' port range; zero with one shared socket for all
 }
 
 // Loopback reports whether the configuration keeps the service on this machine: it listens on
@@ -89,7 +91,7 @@ func (s *Server) startMedia(c Conferencing) (*conferencing, error) {
 		}
 		scfg.UDPAddr = net.JoinHostPort(host, strconv.Itoa(r.Min))
 	} else if scfg.UDPAddr == "" {
-		scfg.PortMin, scfg.PortMax = uint16(r.Min), uint16(r.Max)
+		scfg.PortMin, scfg.PortMax, scfg.BrowserMux = uint16(r.Min), uint16(r.Max), true
 		m.ports = r
 	}
 	var err error
@@ -160,8 +162,8 @@ func publicIPs(publicURL string, log *slog.Logger) []string {
 	return out
 }
 
-// MediaAddr is the SFU's one shared UDP socket's address; nil without conferencing or when
-// every connection takes its own port (MediaPorts).
+// MediaAddr is the address of the SFU's UDP socket that browsers share (every connection's,
+// without MediaPorts); nil without conferencing.
 func (s *Server) MediaAddr() net.Addr {
 	if s.media == nil {
 		return nil
@@ -169,8 +171,8 @@ func (s *Server) MediaAddr() net.Addr {
 	return s.media.sfu.UDPAddr()
 }
 
-// MediaPorts is the UDP port range the SFU's connections take their ports from; zero without
-// conferencing or with one shared socket (MediaAddr).
+// MediaPorts is the UDP port range the bot legs take their ports from (MediaAddr's port is in
+// it too); zero without conferencing or with one socket for every connection.
 func (s *Server) MediaPorts() config.PortRange {
 	if s.media == nil {
 		return config.PortRange{}

@@ -3,8 +3,10 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -47,14 +49,27 @@ func TestLoopbackAndPublicIPs(t *testing.T) {
 	}
 }
 
-// TestConferencingOptions: Options.Media and Options.Conferencing are exclusive; a single media
-// port makes one shared socket; /api/bots lists names (app ids) and display names (the app id
+// TestConferencingOptions: Options.Media and Options.Conferencing are exclusive; the default
+// port range gives browsers one shared socket in it and bots the range; UDPAddr makes one
+// shared socket; /api/bots lists names (app ids) and display names (the app id
 // when none is registered) only.
 func TestConferencingOptions(t *testing.T) {
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	if _, err := New(cfg, Options{Media: &nullMedia{}, Conferencing: &Conferencing{}, Logger: slog.New(slog.DiscardHandler)}); !errors.Is(err, errMediaConflict) {
 		t.Fatalf("Media and Conferencing: %v", err)
+	}
+	// The default mediaPorts range: browsers share one socket in the range, bot legs take
+	// ports from it (sfu.TestBrowserMuxAndBotPorts shows the connections doing so).
+	ranged := newConfServer(t, Conferencing{})
+	if a, ok := ranged.MediaAddr().(*net.UDPAddr); !ok || ranged.MediaPorts() != config.Default().MediaPorts ||
+		a.Port < ranged.MediaPorts().Min || a.Port > ranged.MediaPorts().Max {
+		t.Fatalf("default ports: browsers' socket %v, bot ports %v", ranged.MediaAddr(), ranged.MediaPorts())
+	}
+	var sb strings.Builder
+	ranged.Describe(&sb)
+	if want := fmt.Sprintf("UDP ports %s on 127.0.0.1: %d shared by browsers, one per bot call", ranged.MediaPorts(), ranged.MediaAddr().(*net.UDPAddr).Port); !strings.Contains(sb.String(), want) {
+		t.Errorf("Describe says\n%s\nwant a line with %q", sb.String(), want)
 	}
 	s := newConfServer(t, Conferencing{UDPAddr: "127.0.0.1:0"})
 	if s.MediaAddr() == nil || s.MediaPorts() != (config.PortRange{}) {

@@ -278,7 +278,11 @@ func (s *Server) Describe(w io.Writer) {
 			if s.media.loopback {
 				host = "127.0.0.1"
 			}
-			fmt.Fprintf(w, "  media:   UDP ports %s on %s, one per connection", r, host)
+			port := 0
+			if a, ok := s.MediaAddr().(*net.UDPAddr); ok {
+				port = a.Port
+			}
+			fmt.Fprintf(w, "  media:   UDP ports %s on %s: %d shared by browsers, one per bot call", r, host, port)
 		} else {
 			fmt.Fprintf(w, "  media:   UDP %s, shared by every connection", s.MediaAddr())
 		}

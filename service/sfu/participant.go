@@ -222,7 +222,7 @@ func (c *Conference) AddBot(id string, opts BotOptions) (*Participant, error) {
 }
 
 func (p *Participant) newPC(role Role) (*webrtc.PeerConnection, error) {
-	pc, err := p.conf.sfu.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := p.conf.sfu.apiFor(p.bot).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, fmt.Errorf("sfu: %s connection of %q: %w", role, p.id, err)
 	}

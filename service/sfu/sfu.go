@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -40,8 +41,14 @@ type Config struct {
 	// "host:port". Empty: ":0" (or "127.0.0.1:0" with Loopback). Ignored when PortMin is set.
 	UDPAddr string
 	// PortMin and PortMax, when set, make each peer connection take its own port from the range
-	// instead of sharing one.
+	// instead of sharing one (but see BrowserMux).
 	PortMin, PortMax uint16
+	// BrowserMux, with PortMin and PortMax, puts every browser connection (Join) on one UDP
+	// socket, an ICE UDP mux bound to the first free port of the range (on 127.0.0.1 with
+	// Loopback), while each bot leg (AddBot) still takes a port of its own from the range.
+	// Browsers come from distinct addresses, so one socket tells them apart; a bot process
+	// receives all its calls on one port, so two of its legs on one service port could not be.
+	BrowserMux bool
 	// Loopback restricts ICE to the loopback interface (tests, a service and its bots and
 	// browser on one machine).
 	Loopback bool
@@ -76,10 +83,11 @@ var (
 	ErrBadSlot             = errors.New("sfu: no such slot")
 )
 
-// SFU is a set of conferences sharing one pion API and one UDP port.
+// SFU is a set of conferences sharing one pion API and one UDP port (or a port range).
 type SFU struct {
 	cfg     Config
 	api     *webrtc.API
+	botAPI  *webrtc.API // the bot legs' API when it differs from api (BrowserMux)
 	conn    net.PacketConn
 	mux     ice.UDPMux
 	log     *slog.Logger
@@ -156,25 +164,37 @@ func New(cfg Config) (*SFU, error) {
 			return nil, fmt.Errorf("sfu: public addresses %v: %w", cfg.PublicIPs, err)
 		}
 	}
-	if cfg.PortMin != 0 {
+	host := ""
+	if cfg.Loopback {
+		host = "127.0.0.1"
+	}
+	var botSE *webrtc.SettingEngine // the bot legs' when they differ (BrowserMux)
+	switch {
+	case cfg.PortMin != 0 && cfg.BrowserMux:
+		bse := se
+		if err := bse.SetEphemeralUDPPortRange(cfg.PortMin, cfg.PortMax); err != nil {
+			return nil, fmt.Errorf("sfu: UDP port range %d-%d: %w", cfg.PortMin, cfg.PortMax, err)
+		}
+		botSE = &bse
+		conn, err := listenFirstFree(host, cfg.PortMin, cfg.PortMax)
+		if err != nil {
+			return nil, err
+		}
+		s.shareSocket(&se, conn)
+	case cfg.PortMin != 0:
 		if err := se.SetEphemeralUDPPortRange(cfg.PortMin, cfg.PortMax); err != nil {
 			return nil, fmt.Errorf("sfu: UDP port range %d-%d: %w", cfg.PortMin, cfg.PortMax, err)
 		}
-	} else {
+	default:
 		addr := cfg.UDPAddr
 		if addr == "" {
-			addr = ":0"
-			if cfg.Loopback {
-				addr = "127.0.0.1:0"
-			}
+			addr = net.JoinHostPort(host, "0")
 		}
 		conn, err := net.ListenPacket("udp4", addr)
 		if err != nil {
 			return nil, fmt.Errorf("sfu: listen UDP %s: %w", addr, err)
 		}
-		s.conn = conn
-		s.mux = webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice"), conn)
-		se.SetICEUDPMux(s.mux)
+		s.shareSocket(&se, conn)
 	}
 	me, err := rtc.NewMediaEngine()
 	if err != nil {
@@ -191,7 +211,37 @@ func New(cfg Config) (*SFU, error) {
 		return nil, fmt.Errorf("sfu: interceptors: %w", err)
 	}
 	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	if botSE != nil {
+		s.botAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(*botSE))
+	}
 	return s, nil
+}
+
+// shareSocket makes conn the one socket of every connection se makes (an ICE UDP mux).
+func (s *SFU) shareSocket(se *webrtc.SettingEngine, conn net.PacketConn) {
+	s.conn = conn
+	s.mux = webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice"), conn)
+	se.SetICEUDPMux(s.mux)
+}
+
+// listenFirstFree binds a UDP socket to the first free port of min..max on host.
+func listenFirstFree(host string, minPort, maxPort uint16) (net.PacketConn, error) {
+	var err error
+	for port := int(minPort); port <= int(maxPort); port++ {
+		var conn net.PacketConn
+		if conn, err = net.ListenPacket("udp4", net.JoinHostPort(host, strconv.Itoa(port))); err == nil {
+			return conn, nil
+		}
+	}
+	return nil, fmt.Errorf("sfu: no free UDP port in %d-%d for the browsers' socket: %w", minPort, maxPort, err)
+}
+
+// apiFor is the pion API a participant's connections come from.
+func (s *SFU) apiFor(bot bool) *webrtc.API {
+	if bot && s.botAPI != nil {
+		return s.botAPI
+	}
+	return s.api
 }
 
 func (s *SFU) closeSocket() {
@@ -203,7 +253,8 @@ func (s *SFU) closeSocket() {
 	}
 }
 
-// UDPAddr is the address of the shared UDP socket, nil with a port range.
+// UDPAddr is the address of the shared UDP socket (the browsers' one with BrowserMux), nil
+// when every connection takes its own port.
 func (s *SFU) UDPAddr() net.Addr {
 	if s.conn == nil {
 		return nil
