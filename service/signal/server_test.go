@@ -446,16 +446,23 @@ type nullBus struct{}
 
 func (nullBus) Enqueue(context.Context, webhook.Request) error { return nil }
 
-// TestCallsDirectory: with the call layer as directory, a browser in a room is in the call
-// layer's conference RoomConferenceID(room) until it leaves, and a bot can be invited into it
-// (its id is a protocol id); calling an unknown bot is not_found.
-func TestCallsDirectory(t *testing.T) {
+// newCallsEnv is an env whose directory is a call layer (that knows the bot "rec" and delivers
+// nothing).
+func newCallsEnv(t *testing.T) (*calls.Manager, *env) {
+	t.Helper()
 	m, err := calls.New(calls.Options{Bots: oneBot{}, Bus: nullBus{}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
-	e := newEnv(t, Options{Directory: CallsDirectory{Calls: m}})
+	t.Cleanup(m.Close)
+	return m, newEnv(t, Options{Directory: CallsDirectory{Calls: m}})
+}
+
+// TestCallsDirectory: with the call layer as directory, a browser in a room is in the call
+// layer's conference RoomConferenceID(room) until it leaves, and a bot can be invited into it
+// (its id is a protocol id); calling an unknown bot is not_found.
+func TestCallsDirectory(t *testing.T) {
+	m, e := newCallsEnv(t)
 	a := dial(t, e)
 	defer a.close()
 	j := join(a, "retro", "Ann")
@@ -496,12 +503,7 @@ func TestCallsDirectory(t *testing.T) {
 // TestJoinFailureLeavesNothing: a browser that the call layer admitted but the SFU could not
 // take (here: closed) is not left behind in the call layer's room.
 func TestJoinFailureLeavesNothing(t *testing.T) {
-	m, err := calls.New(calls.Options{Bots: oneBot{}, Bus: nullBus{}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	e := newEnv(t, Options{Directory: CallsDirectory{Calls: m}})
+	m, e := newCallsEnv(t)
 	_ = e.sfu.Close()
 	a := dial(t, e)
 	defer a.close()
