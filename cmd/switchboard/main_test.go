@@ -107,38 +107,12 @@ func cleanEnv() []string {
 // exits cleanly, its bot too.
 func TestDemo(t *testing.T) {
 	bin := build(t)
-	cmd := exec.Command(bin, "demo")
-	cmd.Env = append(cleanEnv(), "SWITCHBOARD_LISTEN=127.0.0.1:0")
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			if strings.HasPrefix(line, "http://") && strings.HasSuffix(line, "/?call=echo") {
-				found <- line
-			}
-		}
-		done <- cmd.Wait()
-	}()
-	var open string
-	select {
-	case open = <-found:
-	case err := <-done:
-		t.Fatalf("demo exited: %v\n%s", err, stderr.String())
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("demo printed no URL to open; stderr:\n%s", stderr.String())
+	p, open := startProc(t, bin, append(cleanEnv(), "SWITCHBOARD_LISTEN=127.0.0.1:0"), func(line string) (string, bool) {
+		line = strings.TrimSpace(line)
+		return line, strings.HasPrefix(line, "http://") && strings.HasSuffix(line, "/?call=echo")
+	}, "demo")
+	if open == "" {
+		t.Fatalf("demo exited: %v\n%s", p.wait(), p.stderr.String())
 	}
 	base := strings.TrimSuffix(open, "/?call=echo")
 
@@ -167,21 +141,7 @@ func TestDemo(t *testing.T) {
 		t.Errorf("healthz: %d", code)
 	}
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatal("demo did not stop on SIGTERM")
-	}
-	if !strings.Contains(stderr.String(), "msg=stopped") {
-		t.Fatalf("no graceful stop:\n%s", stderr.String())
-	}
+	p.stop("msg=stopped")
 }
 
 // syncBuffer is a bytes.Buffer safe for the writer and the test reading it.
@@ -206,64 +166,91 @@ func (s *syncBuffer) String() string {
 // function that stops it with SIGTERM and checks a clean exit.
 func startServe(t *testing.T, bin string, env []string) (string, func()) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = env
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
+	p, url := startProc(t, bin, env, func(line string) (string, bool) {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "JWKS:" {
+			return f[1], true
+		}
+		return "", false
+	}, "serve")
+	if url == "" {
+		p.wait()
+		if !strings.Contains(p.stderr.String(), "address already in use") {
+			t.Fatalf("switchboard serve failed: %s", p.stderr.String())
+		}
+		return "", nil
+	}
+	return url, func() { p.stop("stopped") }
+}
+
+// proc is the built binary running one command.
+type proc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stderr syncBuffer
+	done   chan error // cmd.Wait's result, once stdout is read to its end
+}
+
+// startProc runs bin with args and env and returns once a line of its stdout matches (match's
+// value for it) or the process has exited (""). It fails the test if neither happens within 60 s.
+func startProc(t *testing.T, bin string, env []string, match func(line string) (string, bool), args ...string) (*proc, string) {
+	t.Helper()
+	p := &proc{t: t, cmd: exec.Command(bin, args...), done: make(chan error, 1)}
+	p.cmd.Env = env
+	p.cmd.Stderr = &p.stderr
+	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
-		url := ""
+		matched := false
 		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "JWKS:" && url == "" {
-				url = f[1]
-				found <- url
+			if v, ok := match(sc.Text()); ok && !matched {
+				matched = true
+				found <- v
 			}
 		}
-		if url == "" {
+		_, _ = io.Copy(io.Discard, stdout)
+		if !matched {
 			found <- ""
 		}
-		io.Copy(io.Discard, stdout)
+		p.done <- p.cmd.Wait()
 	}()
-	var url string
 	select {
-	case url = <-found:
+	case v := <-found:
+		return p, v
 	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("no output; stderr: %s", stderr.String())
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Fatalf("%s %s: no output; stderr:\n%s", bin, strings.Join(args, " "), p.stderr.String())
+		return nil, ""
 	}
-	if url == "" {
-		cmd.Wait()
-		if !strings.Contains(stderr.String(), "address already in use") {
-			t.Fatalf("switchboard serve failed: %s", stderr.String())
+}
+
+// wait waits for the process to exit and returns cmd.Wait's error.
+func (p *proc) wait() error { return <-p.done }
+
+// stop sends SIGTERM and checks that the process exits cleanly within 60 s, having logged
+// stopped.
+func (p *proc) stop(stopped string) {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			p.t.Fatalf("exit after SIGTERM: %v; stderr:\n%s", err, p.stderr.String())
 		}
-		return "", nil
+	case <-time.After(60 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		p.t.Fatal("did not stop on SIGTERM")
 	}
-	return url, func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
-			}
-		case <-time.After(60 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Fatal("did not stop on SIGTERM")
-		}
-		if !strings.Contains(stderr.String(), "stopped") {
-			t.Fatalf("no graceful stop: %s", stderr.String())
-		}
+	if !strings.Contains(p.stderr.String(), stopped) {
+		p.t.Fatalf("no graceful stop:\n%s", p.stderr.String())
 	}
 }
 
