@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/sdk"
 	"github.com/switchboard-rtc/switchboard/sdk/bot"
 	"github.com/switchboard-rtc/switchboard/service/config"
+	"github.com/switchboard-rtc/switchboard/service/internal/servicetest"
 	"github.com/switchboard-rtc/switchboard/service/internal/testpeer"
 )
 
@@ -31,23 +32,11 @@ type confServer struct {
 // newConfServer builds and starts the service with the SFU.
 func newConfServer(t *testing.T, conf Conferencing) *confServer {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.AnswerTimeout = config.Duration(20 * time.Second)
-	cfg.MediaTimeout = config.Duration(20 * time.Second)
-	s, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler), Conferencing: &conf})
+	s, err := New(servicetest.Config(), Options{Logger: slog.New(slog.DiscardHandler), Conferencing: &conf})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), liveness)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	})
+	servicetest.Start(t, s)
 	return &confServer{Server: s, ws: "ws" + strings.TrimPrefix(s.URL(), "http") + "/ws"}
 }
 
@@ -65,17 +54,7 @@ func serveBot(t *testing.T, s *confServer, appID string, h func(url string) http
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/calling/", h(url))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), liveness)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
+	servicetest.Serve(t, ln, mux, func() {
 		if err := closer(); err != nil {
 			t.Error(err)
 		}
@@ -105,17 +84,6 @@ func runEcho(t *testing.T, s *confServer) {
 		}
 	case err := <-done:
 		t.Fatalf("echo bot: %v", err)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(liveness)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -323,7 +291,7 @@ func TestConferenceEndToEnd(t *testing.T) {
 	}
 	ja, jb, jc := joined[0], joined[1], joined[2]
 	for _, p := range peers {
-		eventually(t, "three in every roster", func() bool { return len(p.Roster()) == 3 })
+		servicetest.Eventually(t, "three in every roster", func() bool { return len(p.Roster()) == 3 })
 	}
 
 	// Everyone hears the two others (decoded Opus, with energy), and not themselves.
@@ -332,7 +300,7 @@ func TestConferenceEndToEnd(t *testing.T) {
 			if k == i {
 				continue
 			}
-			eventually(t, "every participant hears the others", func() bool {
+			servicetest.Eventually(t, "every participant hears the others", func() bool {
 				pcm, n := p.Audio(j.Sources.Audio)
 				return n >= 50 && rms(pcm, 500*time.Millisecond) > 200
 			})
@@ -347,14 +315,14 @@ func TestConferenceEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "bot call established", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.established })
+	servicetest.Eventually(t, "bot call established", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.established })
 	for _, p := range peers {
-		eventually(t, "the bot in every roster", func() bool { return len(p.Roster()) == 4 })
+		servicetest.Eventually(t, "the bot in every roster", func() bool { return len(p.Roster()) == 4 })
 	}
-	eventually(t, "the bot's roster", func() bool { return len(rec.rosterIDs()) == 4 })
+	servicetest.Eventually(t, "the bot's roster", func() bool { return len(rec.rosterIDs()) == 4 })
 
 	// The rec hears the loudest two (Ann, Bob), not Cid.
-	eventually(t, "the bot hears Ann and Bob", func() bool {
+	servicetest.Eventually(t, "the bot hears Ann and Bob", func() bool {
 		got, n := rec.heard(50)
 		return n == 50 && got[ja.Sources.Audio] >= 40 && got[jb.Sources.Audio] >= 40
 	})
@@ -373,13 +341,13 @@ func TestConferenceEndToEnd(t *testing.T) {
 		}
 		want := joined[speaker]
 		for _, p := range peers {
-			eventually(t, "dominant speaker reaches the browsers", func() bool {
+			servicetest.Eventually(t, "dominant speaker reaches the browsers", func() bool {
 				d := p.LastDominant()
 				return d.SourceID == want.Sources.Audio && d.ParticipantID == want.ParticipantID
 			})
 		}
-		eventually(t, "dominant speaker reaches the bot", func() bool { return rec.lastDominant() == want.Sources.Audio })
-		eventually(t, "the bot hears the one who speaks", func() bool {
+		servicetest.Eventually(t, "dominant speaker reaches the bot", func() bool { return rec.lastDominant() == want.Sources.Audio })
+		servicetest.Eventually(t, "the bot hears the one who speaks", func() bool {
 			got, n := rec.heard(25)
 			return n == 25 && got[want.Sources.Audio] >= 20
 		})
@@ -409,7 +377,7 @@ func TestConferenceEndToEnd(t *testing.T) {
 	if err := op.Wait(wctx); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
-	eventually(t, "the bot gets Ann's 640×360 layer", func() bool {
+	servicetest.Eventually(t, "the bot gets Ann's 640×360 layer", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		return rec.videoFrames >= 10 && rec.videoFormat.Width == 640 && rec.videoFormat.Height == 360 && rec.videoSource == annVideo
@@ -418,7 +386,7 @@ func TestConferenceEndToEnd(t *testing.T) {
 	orig := rec.videoOrig
 	rec.mu.Unlock()
 	// The browsers' roster carries the camera's full size (the highest layer's).
-	eventually(t, "Ann's camera size in Bob's roster", func() bool {
+	servicetest.Eventually(t, "Ann's camera size in Bob's roster", func() bool {
 		for _, p := range b.Roster() {
 			for _, st := range p.Streams {
 				if st.SourceID == annVideo && st.Width == 1280 && st.Height == 720 {
@@ -437,12 +405,12 @@ func TestConferenceEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []*testpeer.Peer{a, b} {
-		eventually(t, "Cid gone from the browsers' rosters", func() bool {
+		servicetest.Eventually(t, "Cid gone from the browsers' rosters", func() bool {
 			ids := p.RosterIDs()
 			return len(ids) == 3 && !slices.Contains(ids, jc.ParticipantID)
 		})
 	}
-	eventually(t, "Cid gone from the bot's roster", func() bool {
+	servicetest.Eventually(t, "Cid gone from the bot's roster", func() bool {
 		ids := rec.rosterIDs()
 		return len(ids) == 3 && !slices.Contains(ids, jc.ParticipantID)
 	})
@@ -450,7 +418,7 @@ func TestConferenceEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []*testpeer.Peer{a, b} {
-		eventually(t, "the bot gone from the rosters", func() bool { return len(p.Roster()) == 2 })
+		servicetest.Eventually(t, "the bot gone from the rosters", func() bool { return len(p.Roster()) == 2 })
 	}
 }
 
@@ -469,7 +437,7 @@ func TestEchoBotEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var botAudio, botVideo uint32
-	eventually(t, "the echo bot in the roster with its streams", func() bool {
+	servicetest.Eventually(t, "the echo bot in the roster with its streams", func() bool {
 		for _, e := range p.Roster() {
 			for _, st := range e.Streams {
 				if e.IsBot && st.Kind == "audio" {
@@ -482,7 +450,7 @@ func TestEchoBotEndToEnd(t *testing.T) {
 		}
 		return botAudio != 0 && botVideo != 0
 	})
-	eventually(t, "5 s of echoed audio", func() bool { _, n := p.Audio(botAudio); return n >= 250 })
+	servicetest.Eventually(t, "5 s of echoed audio", func() bool { _, n := p.Audio(botAudio); return n >= 250 })
 	pcm, _ := p.Audio(botAudio)
 	// Half-second stretches of what Ann said, each looked for anywhere in what came back; the
 	// best one counts (a stretch that a concealed loss on this busy machine cut through does
@@ -502,7 +470,7 @@ func TestEchoBotEndToEnd(t *testing.T) {
 	if best < 0.8 {
 		t.Errorf("echoed audio correlates at best %.3f with what was sent, want ≥ 0.8", best)
 	}
-	eventually(t, "echoed video frames", func() bool { return p.Video(botVideo).Frames >= 10 })
+	servicetest.Eventually(t, "echoed video frames", func() bool { return p.Video(botVideo).Frames >= 10 })
 	v := p.Video(botVideo)
 	t.Logf("echo: %d video frames back, %dx%d", v.Frames, v.Width, v.Height)
 	if v.Width != echo.Width && v.Width != echo.Width/2 {
@@ -531,7 +499,7 @@ func TestEchoTwoCallers(t *testing.T) {
 		peers = append(peers, p)
 	}
 	for _, p := range peers {
-		eventually(t, "echoed audio for every caller", func() bool {
+		servicetest.Eventually(t, "echoed audio for every caller", func() bool {
 			for _, e := range p.Roster() {
 				for _, st := range e.Streams {
 					if e.IsBot && st.Kind == "audio" && p.Packets(st.SourceID) >= 50 {
@@ -543,7 +511,7 @@ func TestEchoTwoCallers(t *testing.T) {
 		})
 	}
 	bob := peers[1]
-	eventually(t, "Bob's 4:3 camera echoed at 640×360", func() bool {
+	servicetest.Eventually(t, "Bob's 4:3 camera echoed at 640×360", func() bool {
 		for _, e := range bob.Roster() {
 			for _, st := range e.Streams {
 				if v := bob.Video(st.SourceID); e.IsBot && st.Kind == "video" && v.Frames >= 10 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/internal/protocol"
+	"github.com/switchboard-rtc/switchboard/service/internal/servicetest"
 	"github.com/switchboard-rtc/switchboard/service/internal/testpeer"
 )
 
@@ -49,7 +50,7 @@ func TestLoadConference20(t *testing.T) {
 		peers, joined = append(peers, p), append(joined, j)
 	}
 	last := peers[len(peers)-1]
-	eventually(t, "full mesh", func() bool {
+	servicetest.Eventually(t, "full mesh", func() bool {
 		for _, j := range joined[:len(joined)-1] {
 			if last.Packets(j.Sources.Audio) < 20 {
 				return false
@@ -67,7 +68,7 @@ func TestLoadConference20(t *testing.T) {
 		bots = append(bots, b)
 	}
 	for _, b := range bots {
-		eventually(t, "bots hear the loudest", func() bool { _, n := b.heard(50); return n == 50 })
+		servicetest.Eventually(t, "bots hear the loudest", func() bool { _, n := b.heard(50); return n == 50 })
 	}
 	time.Sleep(2 * time.Second) // settle
 	for _, p := range peers {

@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/internal/protocol"
 	"github.com/switchboard-rtc/switchboard/service/calls"
 	"github.com/switchboard-rtc/switchboard/service/config"
+	"github.com/switchboard-rtc/switchboard/service/internal/servicetest"
 	"github.com/switchboard-rtc/switchboard/service/internal/testpeer"
 	"github.com/switchboard-rtc/switchboard/service/sfu"
 )
@@ -107,13 +108,13 @@ func TestShutdownEndsConferencing(t *testing.T) {
 	if _, err := p.CallBot(t.Context(), "rec"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "call established", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.established })
+	servicetest.Eventually(t, "call established", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.established })
 	ctx, cancel := context.WithTimeout(context.Background(), liveness)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the browser told", func() bool { return p.Left() != "" })
+	servicetest.Eventually(t, "the browser told", func() bool { return p.Left() != "" })
 	if got := p.Left(); got != "server closing" {
 		t.Errorf("browser left with %q", got)
 	}
@@ -142,12 +143,12 @@ func TestRoomEndsWithLastBrowser(t *testing.T) {
 	if _, err := s.Calls().InviteBot(t.Context(), j.ConferenceID, "rec", protocol.Identity{Identity: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "bot call established", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.established })
-	eventually(t, "the bot in the browser's roster", func() bool { return len(p.Roster()) == 2 })
+	servicetest.Eventually(t, "bot call established", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.established })
+	servicetest.Eventually(t, "the bot in the browser's roster", func() bool { return len(p.Roster()) == 2 })
 	if b := p.Roster()[1]; !b.IsBot || b.DisplayName != "Bot rec" {
 		t.Errorf("the bot in the browser's roster: %+v, want display name %q", b, "Bot rec")
 	}
-	eventually(t, "the bot in its own roster", func() bool { return len(rec.rosterIDs()) == 2 })
+	servicetest.Eventually(t, "the bot in its own roster", func() bool { return len(rec.rosterIDs()) == 2 })
 	rec.mu.Lock()
 	if b := rec.roster[1]; !b.IsBot || b.DisplayName != "Bot rec" || b.Identity != "rec" {
 		t.Errorf("the bot in its own roster: %+v, want display name %q, identity rec", b, "Bot rec")
@@ -156,8 +157,8 @@ func TestRoomEndsWithLastBrowser(t *testing.T) {
 	if err := p.Leave(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the room gone from the call layer", func() bool { calls, confs := s.Calls().Stats(); return calls == 0 && confs == 0 })
-	eventually(t, "the bot told", func() bool {
+	servicetest.Eventually(t, "the room gone from the call layer", func() bool { calls, confs := s.Calls().Stats(); return calls == 0 && confs == 0 })
+	servicetest.Eventually(t, "the bot told", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		return slices.Contains(rec.states, "terminated/"+calls.ReasonConferenceEnded)

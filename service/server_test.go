@@ -25,27 +25,24 @@ import (
 	"github.com/switchboard-rtc/switchboard/internal/webhook"
 	"github.com/switchboard-rtc/switchboard/service/calls"
 	"github.com/switchboard-rtc/switchboard/service/config"
+	"github.com/switchboard-rtc/switchboard/service/internal/servicetest"
 )
 
-var binDir string
+// bins are the programs the tests run (the test bot).
+var bins servicetest.Binaries
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
-		if binDir != "" {
-			os.RemoveAll(binDir)
-		}
-	}))
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { bins.Remove() }))
 }
 
 const botSecret = "test-bot-secret-0123456789abcdef-0123456789"
 
 // liveness bounds waits for things that must happen; never a timing assertion.
-const liveness = 60 * time.Second
+const liveness = servicetest.Liveness
 
 func newServer(t *testing.T, mod func(*config.Config)) *Server {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
+	cfg := servicetest.Config()
 	cfg.AnswerTimeout = config.Duration(time.Second)
 	cfg.MediaTimeout = config.Duration(time.Second)
 	if mod != nil {
@@ -58,38 +55,15 @@ func newServer(t *testing.T, mod func(*config.Config)) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), liveness)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	})
+	servicetest.Start(t, s)
 	return s
 }
 
 // ---- an SDK bot in its own process ----
 
-var buildOnce sync.Once
-var buildErr error
-
 func testbot(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "switchboard-testbot-")
-		if buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "testbot"), "./internal/testbot").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build testbot: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(binDir, "testbot")
+	return bins.Build(t, "./service/internal/testbot")
 }
 
 type botLine struct {

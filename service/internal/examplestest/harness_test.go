@@ -8,10 +8,8 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/service"
 	"github.com/switchboard-rtc/switchboard/service/config"
+	"github.com/switchboard-rtc/switchboard/service/internal/servicetest"
 	"github.com/switchboard-rtc/switchboard/service/internal/testpeer"
 )
 
@@ -29,19 +28,14 @@ import (
 const secret = "examples-e2e-secret-0123456789abcdef-0123456789"
 
 // liveness bounds waits for things that must happen; never a timing assertion.
-const liveness = 60 * time.Second
+const liveness = servicetest.Liveness
 
-var binDir string
+// bins are the example programs the tests run.
+var bins servicetest.Binaries
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "switchboard-examples-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	bins.Remove()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
@@ -51,27 +45,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var (
-	buildMu sync.Mutex
-	built   = map[string]string{}
-)
-
 // build compiles examples/<name> once per test run and returns the binary's path.
 func build(t *testing.T, name string) string {
 	t.Helper()
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if p, ok := built[name]; ok {
-		return p
-	}
-	out := filepath.Join(binDir, name)
-	cmd := exec.Command("go", "build", "-o", out, "./examples/"+name)
-	cmd.Dir = filepath.Join("..", "..", "..")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./examples/%s: %v\n%s", name, err, b)
-	}
-	built[name] = out
-	return out
+	return bins.Build(t, "./examples/"+name)
 }
 
 // env is a whole calling service on loopback (SFU, signalling, call control) that knows the
@@ -95,10 +72,7 @@ func freeAddr(t *testing.T) string {
 func newEnv(t *testing.T, appIDs ...string) *env {
 	t.Helper()
 	e := &env{addrs: map[string]string{}}
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.AnswerTimeout = config.Duration(20 * time.Second)
-	cfg.MediaTimeout = config.Duration(20 * time.Second)
+	cfg := servicetest.Config()
 	for _, id := range appIDs {
 		e.addrs[id] = freeAddr(t)
 		cfg.Bots = append(cfg.Bots, config.Bot{AppID: id, Secret: secret, WebhookURL: "http://" + e.addrs[id] + "/api/calling", DisplayName: id})
@@ -107,15 +81,7 @@ func newEnv(t *testing.T, appIDs ...string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), liveness)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	})
+	servicetest.Start(t, s)
 	e.srv = s
 	e.ws = "ws" + strings.TrimPrefix(s.URL(), "http") + "/ws"
 	return e
@@ -233,23 +199,11 @@ func (e *env) dial(t *testing.T, cfg testpeer.Config) *testpeer.Peer {
 	return p
 }
 
-// eventually waits for cond, failing the test past liveness.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(liveness)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // botSources waits for the bot named name in p's roster and returns its audio and video source
 // ids (0 for a kind it does not publish once want is met).
 func botSources(t *testing.T, p *testpeer.Peer, name string, wantAudio, wantVideo bool) (audio, video uint32) {
 	t.Helper()
-	eventually(t, name+" in the roster with its streams", func() bool {
+	servicetest.Eventually(t, name+" in the roster with its streams", func() bool {
 		for _, e := range p.Roster() {
 			if !e.IsBot || e.DisplayName != name {
 				continue

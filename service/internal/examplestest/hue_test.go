@@ -6,6 +6,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/media"
 	"github.com/switchboard-rtc/switchboard/media/nv12"
+	"github.com/switchboard-rtc/switchboard/service/internal/servicetest"
 	"github.com/switchboard-rtc/switchboard/service/internal/testpeer"
 )
 
@@ -25,7 +26,7 @@ func TestHue(t *testing.T) {
 	}
 	_, video := botSources(t, ann, "hue", false, true)
 	obs.invite(t, e, j.ConferenceID)
-	eventually(t, "hue's video at Ann", func() bool { return ann.Video(video).Frames >= 10 })
+	servicetest.Eventually(t, "hue's video at Ann", func() bool { return ann.Video(video).Frames >= 10 })
 	obs.waitFrames(t, 5)
 	got := obs.waitFrames(t, 15) // later frames: after the first key frame's settling
 	f := got.Format()

@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/internal/protocol"
 	"github.com/switchboard-rtc/switchboard/media"
 	"github.com/switchboard-rtc/switchboard/sdk"
+	"github.com/switchboard-rtc/switchboard/service/internal/servicetest"
 )
 
 // observer is an in-process bot (app id "observer", on the public SDK) that a test invites
@@ -51,17 +52,7 @@ func newObserver(t *testing.T, e *env, target string) *observer {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/calling/", h)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), liveness)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
+	servicetest.Serve(t, ln, mux, func() {
 		_ = h.Close()
 		_ = platform.Close()
 	})
@@ -143,7 +134,7 @@ func (o *observer) invite(t *testing.T, e *env, conferenceID string) {
 func (o *observer) waitFrames(t *testing.T, n int) *media.VideoBuffer {
 	t.Helper()
 	var last *media.VideoBuffer
-	eventually(t, "frames at the observer", func() bool {
+	servicetest.Eventually(t, "frames at the observer", func() bool {
 		var got int
 		got, last = o.frame()
 		return got >= n

@@ -10,6 +10,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/media/nv12"
 	"github.com/switchboard-rtc/switchboard/media/wav"
 	"github.com/switchboard-rtc/switchboard/media/y4m"
+	"github.com/switchboard-rtc/switchboard/service/internal/servicetest"
 	"github.com/switchboard-rtc/switchboard/service/internal/testpeer"
 )
 
@@ -60,7 +61,7 @@ func TestPlayer(t *testing.T) {
 	audio, video := botSources(t, ann, "player", true, true)
 	obs.invite(t, e, j.ConferenceID)
 
-	eventually(t, "3 s of the player's audio", func() bool { return ann.Packets(audio) >= 150 })
+	servicetest.Eventually(t, "3 s of the player's audio", func() bool { return ann.Packets(audio) >= 150 })
 	pcm, _ := ann.Audio(audio)
 	want := make([]int16, 0, media.SampleRate)
 	frame := make([]int16, media.FrameSamples)
