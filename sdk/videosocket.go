@@ -33,7 +33,19 @@ type VideoReceivedEvent struct {
 type VideoSendStatusEvent struct {
 	Status MediaSendStatus
 	// PreferredFormat is the SupportedSendFormats entry the socket encodes at now. Frames in
-	// another format or size are converted and scaled to it, at a cost in CPU.
+	// another format or size are converted and scaled to it, at a cost in CPU. It is chosen
+	// from:
+	//   - the bandwidth estimate (REMB from the service): the largest format whose need, about
+	//     0.04 bit per pixel and frame, fits it (the smallest when none does);
+	//   - the size of the frames the bot has been sending: never a format wider or taller than
+	//     them, so frames are not scaled up (a 640×360 source stays 640×360 at any bandwidth).
+	//     A larger frame raises that size at once; 15 smaller frames in a row lower it. Frames
+	//     of the size the socket asked for (the preferred format, unless it was chosen for the
+	//     frames' size; or one preferred just before, still in flight) leave it as it is, so a
+	//     bot that renders at PreferredFormat follows the bandwidth up and down;
+	//   - the orientation of the latest frame, when SupportedSendFormats has both portrait and
+	//     landscape formats.
+	// Key frame requests (PLI, FIR) do not change it: they make the next frame a key frame.
 	PreferredFormat media.VideoFormat
 	// BitrateKbps is the bitrate the encoder now aims at.
 	BitrateKbps int
@@ -105,7 +117,9 @@ type VideoSocket struct {
 	estimate  atomic.Int64 // bits a second, from REMB
 	forceKey  atomic.Bool
 	keyReqs   atomic.Uint64
-	preferred atomic.Int32 // index into formats
+	preferred atomic.Int32 // index into formats: pref's choice, read without the lock
+	prefMu    sync.Mutex   // guards pref, and orders the preferred format's announcements
+	pref      *sendPreference
 
 	formats []media.VideoFormat // SupportedSendFormats, largest first
 
@@ -166,7 +180,8 @@ func NewVideoSocket(s VideoSocketSettings) (*VideoSocket, error) {
 		stop:     make(chan struct{}),
 	}
 	v.estimate.Store(int64(s.MaxBitrateKbps) * 1000)
-	v.preferred.Store(int32(v.pickFormat(v.estimate.Load())))
+	v.pref = newSendPreference(formats, v.estimate.Load(), s.SendQueueFrames)
+	v.preferred.Store(int32(v.pref.current()))
 	return v, nil
 }
 
@@ -371,33 +386,33 @@ func (s *VideoSocket) readRTCP() {
 				s.keyReqs.Add(1)
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
 				s.estimate.Store(int64(p.Bitrate))
-				s.updatePreferred()
+				s.prefMu.Lock()
+				s.preferenceChanged(s.pref.estimate(int64(p.Bitrate)))
+				s.prefMu.Unlock()
 			}
 		}
 	}
-}
-
-// bitsPerPixel is the VP8 bitrate a format needs per pixel and frame to look acceptable.
-const bitsPerPixel = 0.04
-
-// pickFormat is the index of the largest format whose needed bitrate fits bps (the smallest
-// when none does).
-func (s *VideoSocket) pickFormat(bps int64) int {
-	for i, f := range s.formats {
-		if float64(f.Width*f.Height)*f.FrameRate*bitsPerPixel <= float64(bps) {
-			return i
-		}
-	}
-	return max(0, len(s.formats)-1)
 }
 
 func (s *VideoSocket) bitrateKbps() int {
 	return int(min(max(s.estimate.Load()/1000, 50), int64(s.settings.MaxBitrateKbps)))
 }
 
-func (s *VideoSocket) updatePreferred() {
-	i := int32(s.pickFormat(s.estimate.Load()))
-	if s.preferred.Swap(i) != i && s.SendStatus() == Active {
+// inputSize tells the preference the size of a frame the bot sent (encode goroutine).
+func (s *VideoSocket) inputSize(w, h int) {
+	s.prefMu.Lock()
+	s.preferenceChanged(s.pref.input(w, h))
+	s.prefMu.Unlock()
+}
+
+// preferenceChanged publishes the preference's choice and, when it changed while Active,
+// announces it. s.prefMu is held, so announcements go out in the order of the choices.
+func (s *VideoSocket) preferenceChanged(changed bool) {
+	if !changed {
+		return
+	}
+	s.preferred.Store(int32(s.pref.current()))
+	if s.SendStatus() == Active {
 		s.pushStatus(Active)
 	}
 }
@@ -410,7 +425,9 @@ func (s *VideoSocket) pushStatus(st MediaSendStatus) {
 	s.events.pushControl(videoEvent{status: ev})
 }
 
-// PreferredFormat is the send format that currently fits best.
+// PreferredFormat is the format the socket encodes at now, one of SupportedSendFormats: the
+// largest that the bandwidth estimate allows and that is no larger than the frames the bot has
+// been sending (see VideoSendStatusEvent.PreferredFormat).
 func (s *VideoSocket) PreferredFormat() media.VideoFormat {
 	if len(s.formats) == 0 {
 		return media.VideoFormat{}
@@ -582,13 +599,14 @@ func (v *videoSender) frame(buf *media.VideoBuffer) {
 		s.sendDone(buf)
 		return
 	}
+	src := buf.Format()
+	s.inputSize(src.Width, src.Height)
 	target := s.PreferredFormat()
 	target.PixelFormat = media.I420
 	if !v.encoder(target) {
 		s.sendDone(buf)
 		return
 	}
-	src := buf.Format()
 	err := v.conv.ConvertScale(v.i420, target, buf.Data(), src)
 	s.sendDone(buf)
 	if err != nil {

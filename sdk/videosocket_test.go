@@ -483,3 +483,38 @@ func BenchmarkVideoSend(b *testing.B) {
 		})
 	}
 }
+
+// TestVideoSendNoUpscale: a socket that may send 720p, given 640×360 frames at full bandwidth,
+// encodes them at 640×360 and announces that as its preferred format.
+func TestVideoSendNoUpscale(t *testing.T) {
+	s, snd := offlineVideoSender(t, media.NV12_1280x720_30, media.NV12_640x360_30, media.NV12_320x180_15)
+	if got := s.PreferredFormat(); got != media.NV12_1280x720_30 {
+		t.Fatalf("preferred %v before any frame, want 720p", got)
+	}
+	pool := media.NewVideoPool("bot")
+	for n := 0; n < 5; n++ {
+		if err := s.Send(patternFrame(t, pool, media.NV12_640x360_30, n)); err != nil {
+			t.Fatal(err)
+		}
+		snd.frame(<-s.sendQ)
+	}
+	if snd.encFmt.Width != 640 || snd.encFmt.Height != 360 {
+		t.Errorf("640x360 frames encoded at %v", snd.encFmt)
+	}
+	if got := s.PreferredFormat(); got != media.NV12_640x360_30 {
+		t.Errorf("preferred %v, want 640x360", got)
+	}
+	var announced []media.VideoFormat
+	for {
+		e, ok := s.events.next()
+		if !ok {
+			break
+		}
+		if e.status != nil {
+			announced = append(announced, e.status.PreferredFormat)
+		}
+	}
+	if len(announced) != 1 || announced[0] != media.NV12_640x360_30 {
+		t.Errorf("announced %v, want one change to 640x360", announced)
+	}
+}
