@@ -132,7 +132,7 @@ func NewMediaPlatform(s MediaPlatformSettings) (*MediaPlatform, error) {
 		_ = mux.Close()
 		return nil, err
 	}
-	api, err := rtc.NewAPI(se)
+	api, err := rtc.NewBotAPI(se) // no transport-cc: nobody reads its feedback on bot legs
 	if err != nil {
 		_ = mux.Close()
 		return nil, err

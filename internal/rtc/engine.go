@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -218,6 +219,80 @@ func NewAPI(s webrtc.SettingEngine) (*webrtc.API, error) {
 		return nil, err
 	}
 	reg, err := NewInterceptorRegistryWithLogs(m, s.LoggerFactory)
+	if err != nil {
+		return nil, err
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s)), nil
+}
+
+// NewBotMediaEngine is NewMediaEngine for the bot's side of the session: the same codecs, header
+// extensions mid and audio level, and RTCP feedback NACK, PLI, FIR and REMB, but no
+// transport-wide congestion control (neither the transport-cc feedback nor its sequence-number
+// header extension). The bot's answer then leaves transport-cc out, so neither side numbers its
+// packets for it or sends feedback: the service estimates bandwidth toward the bot with REMB and
+// reads no transport-cc feedback from bot legs, and the bot's pacing does not use it either.
+func NewBotMediaEngine() (*webrtc.MediaEngine, error) {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(OpusCodec(), webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("rtc: register Opus: %w", err)
+	}
+	vp8 := VP8Codec()
+	vp8.RTCPFeedback = slices.DeleteFunc(vp8.RTCPFeedback, func(f webrtc.RTCPFeedback) bool {
+		return f.Type == webrtc.TypeRTCPFBTransportCC
+	})
+	if err := m.RegisterCodec(vp8, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, fmt.Errorf("rtc: register VP8: %w", err)
+	}
+	exts := []struct {
+		uri  string
+		kind webrtc.RTPCodecType
+	}{
+		{sdp.SDESMidURI, webrtc.RTPCodecTypeAudio},
+		{sdp.SDESMidURI, webrtc.RTPCodecTypeVideo},
+		{sdp.AudioLevelURI, webrtc.RTPCodecTypeAudio},
+	}
+	for _, e := range exts {
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, e.kind); err != nil {
+			return nil, fmt.Errorf("rtc: register header extension %s: %w", e.uri, err)
+		}
+	}
+	return m, nil
+}
+
+// NewBotInterceptorRegistry returns the bot's interceptors: NACK generation and response and
+// RTCP sender and receiver reports, as NewInterceptorRegistryWithLogs, without the
+// transport-wide congestion control ones (see NewBotMediaEngine). Their logs go to logs
+// (NewLoggerFactory(nil) when nil).
+func NewBotInterceptorRegistry(logs logging.LoggerFactory) (*interceptor.Registry, error) {
+	if logs == nil {
+		logs = NewLoggerFactory(nil)
+	}
+	reg := &interceptor.Registry{}
+	gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(logs))
+	if err != nil {
+		return nil, fmt.Errorf("rtc: NACK generator: %w", err)
+	}
+	resp, err := nack.NewResponderInterceptor(nack.WithResponderLoggerFactory(logs))
+	if err != nil {
+		return nil, fmt.Errorf("rtc: NACK responder: %w", err)
+	}
+	reg.Add(resp)
+	reg.Add(gen)
+	if err := webrtc.ConfigureRTCPReportsWithOptions(reg, []report.ReceiverOption{report.WithReceiverLoggerFactory(logs)},
+		report.WithSenderLoggerFactory(logs)); err != nil {
+		return nil, fmt.Errorf("rtc: RTCP reports: %w", err)
+	}
+	return reg, nil
+}
+
+// NewBotAPI builds the bot's pion API: NewBotMediaEngine, NewBotInterceptorRegistry (logging to
+// the setting engine's LoggerFactory) and the given setting engine (BotSettingEngine).
+func NewBotAPI(s webrtc.SettingEngine) (*webrtc.API, error) {
+	m, err := NewBotMediaEngine()
+	if err != nil {
+		return nil, err
+	}
+	reg, err := NewBotInterceptorRegistry(s.LoggerFactory)
 	if err != nil {
 		return nil, err
 	}

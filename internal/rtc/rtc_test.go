@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
@@ -80,7 +81,7 @@ func TestBotAnswersAndReceives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := rtc.NewAPI(se)
+	api, err := rtc.NewBotAPI(se)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +133,18 @@ func TestBotAnswersAndReceives(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"a=ice-lite", "a=setup:passive", "127.0.0.1"} {
+		if !strings.Contains(answer, want) {
+			t.Errorf("answer lacks %q:\n%s", want, answer)
+		}
+	}
+	// The bot's engine leaves transport-wide congestion control out (nobody reads its feedback
+	// on bot legs) and keeps the feedback that is used: NACK, PLI, FIR and REMB for video.
+	for _, unwanted := range []string{"transport-cc", sdp.TransportCCURI} {
+		if strings.Contains(answer, unwanted) {
+			t.Errorf("answer negotiates %q:\n%s", unwanted, answer)
+		}
+	}
+	for _, want := range []string{"a=rtcp-fb:96 nack\r\n", "a=rtcp-fb:96 nack pli", "a=rtcp-fb:96 ccm fir", "a=rtcp-fb:96 goog-remb", sdp.AudioLevelURI} {
 		if !strings.Contains(answer, want) {
 			t.Errorf("answer lacks %q:\n%s", want, answer)
 		}
