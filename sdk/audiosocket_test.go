@@ -616,3 +616,106 @@ func BenchmarkAudioFrame(b *testing.B) {
 		})
 	}
 }
+
+// speechLikeSignal is frame i of a voiced, speech-like signal: a harmonic series on a gliding
+// pitch with two formant-like peaks, under a syllable-rate envelope.
+func speechLikeSignal(i int, pcm []int16) {
+	for k := range pcm {
+		t := float64(i*len(pcm)+k) / 16000
+		// The pitch glides between 100 and 180 Hz; its phase is the integral of the frequency.
+		phase := 2 * math.Pi * (140*t - 40/(2*math.Pi*1.3)*math.Cos(2*math.Pi*1.3*t))
+		env := 0.55 + 0.45*math.Sin(2*math.Pi*3.7*t)
+		f0 := 140 + 40*math.Sin(2*math.Pi*1.3*t)
+		var v float64
+		for h := 1; h <= 12; h++ {
+			fh := f0 * float64(h)
+			w := 1/(1+math.Pow((fh-500)/300, 2)) + 0.6/(1+math.Pow((fh-1500)/400, 2)) + 0.05
+			v += w * math.Sin(float64(h)*phase)
+		}
+		pcm[k] = int16(max(-32768, min(32767, 3500*env*v)))
+	}
+}
+
+// toneSignal is frame i of a 1 kHz tone at about -12 dBFS.
+func toneSignal(i int, pcm []int16) {
+	for k := range pcm {
+		n := float64(i*len(pcm) + k)
+		pcm[k] = int16(8000 * math.Sin(2*math.Pi*1000*n/16000))
+	}
+}
+
+// codecPass encodes frames frames of signal as the socket does (32 kbit/s, FEC, the given
+// complexity), decodes them and returns the correlation and the SNR (dB) of the decoded audio
+// against the input, aligned for the codec's delay, past the first 100 ms.
+func codecPass(t *testing.T, complexity int, signal func(int, []int16), frames int) (corr, snr float64) {
+	t.Helper()
+	enc, err := opus.NewEncoder(opus.EncoderConfig{Bitrate: 32000, Complexity: complexity, FEC: true, PacketLossPercent: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	dec, err := opus.NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	in := make([]int16, frames*media.FrameSamples)
+	out := make([]int16, 0, len(in))
+	pkt := make([]byte, opus.MaxPacketSize)
+	pcm := make([]int16, opus.MaxFrameSamples)
+	for i := 0; i < frames; i++ {
+		frame := in[i*media.FrameSamples : (i+1)*media.FrameSamples]
+		signal(i, frame)
+		n, err := enc.Encode(frame, pkt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := dec.Decode(pkt[:n], pcm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, pcm[:m]...)
+	}
+	const skip, maxLag = 1600, 800
+	window := in[skip : len(in)-maxLag]
+	var ew float64
+	for _, v := range window {
+		ew += float64(v) * float64(v)
+	}
+	best, lag := -1.0, 0
+	for l := 0; l <= maxLag; l++ {
+		var dot, eg float64
+		for i, v := range window {
+			g := float64(out[skip+l+i])
+			dot += float64(v) * g
+			eg += g * g
+		}
+		if eg > 0 && dot/math.Sqrt(ew*eg) > best {
+			best, lag = dot/math.Sqrt(ew*eg), l
+		}
+	}
+	var noise float64
+	for i, v := range window {
+		d := float64(v) - float64(out[skip+lag+i])
+		noise += d * d
+	}
+	return best, 10 * math.Log10(ew/noise)
+}
+
+// TestOpusComplexityQuality: the socket's default encoder complexity (1) keeps the audio tests'
+// bar (correlation ≥ 0.9 through encode and decode) on speech-like audio and on tones; the
+// figures of complexity 5 are logged beside it for the trade-off.
+func TestOpusComplexityQuality(t *testing.T) {
+	for _, sig := range []struct {
+		name string
+		f    func(int, []int16)
+	}{{"speech-like", speechLikeSignal}, {"two tones", testSignal}, {"1 kHz tone", toneSignal}} {
+		for _, c := range []int{defaultComplexity, 5} {
+			corr, snr := codecPass(t, c, sig.f, 150)
+			t.Logf("%s, complexity %d: correlation %.4f, SNR %.1f dB", sig.name, c, corr, snr)
+			if corr < 0.9 {
+				t.Errorf("%s through Opus at complexity %d: correlation %.3f, want ≥ 0.9", sig.name, c, corr)
+			}
+		}
+	}
+}
