@@ -328,6 +328,21 @@ func newHostileBot(t *testing.T, serviceURL string, call http.HandlerFunc) *host
 	return b
 }
 
+// hostileService is a service whose configuration file registers a hostile bot, app id
+// "hostile", with call as its /call endpoint (the file is returned for more reloads).
+func hostileService(t *testing.T, call http.HandlerFunc) (*Server, *hostileBot, string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "switchboard.json")
+	writeConfig(t, file, nil)
+	s := newServer(t, func(c *config.Config) { c.File = file })
+	bot := newHostileBot(t, s.URL(), call)
+	writeConfig(t, file, []config.Bot{{AppID: "hostile", Secret: botSecret, WebhookURL: bot.srv.URL + "/bot"}})
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	return s, bot, file
+}
+
 func (b *hostileBot) fail(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -369,16 +384,7 @@ func TestHostileBots(t *testing.T) {
 		}, calls.ReasonBotUnreachable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var s *Server
-			var bot *hostileBot
-			file := filepath.Join(t.TempDir(), "switchboard.json")
-			writeConfig(t, file, nil)
-			s = newServer(t, func(c *config.Config) { c.File = file })
-			bot = newHostileBot(t, s.URL(), tc.call)
-			writeConfig(t, file, []config.Bot{{AppID: "hostile", Secret: botSecret, WebhookURL: bot.srv.URL + "/bot"}})
-			if err := s.Reload(); err != nil {
-				t.Fatal(err)
-			}
+			s, bot, _ := hostileService(t, tc.call)
 			c, err := s.Calls().PlaceCall(t.Context(), "hostile", alice)
 			if err != nil {
 				t.Fatal(err)
@@ -471,16 +477,9 @@ func TestSigningKeyPersists(t *testing.T) {
 }
 
 func TestReloadKeepsCallsAndRefusesBadFiles(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "switchboard.json")
-	writeConfig(t, file, nil)
-	s := newServer(t, func(c *config.Config) { c.File = file })
 	var answer []byte
-	bot := newHostileBot(t, s.URL(), func(w http.ResponseWriter, r *http.Request) { w.Write(answer) })
+	s, bot, file := hostileService(t, func(w http.ResponseWriter, r *http.Request) { w.Write(answer) })
 	answer, _ = json.Marshal(protocol.Workflow{Actions: []protocol.Action{{Action: protocol.ActionAnswer, OperationID: "op"}}, CallbackURI: bot.srv.URL + "/bot"})
-	writeConfig(t, file, []config.Bot{{AppID: "hostile", Secret: botSecret, WebhookURL: bot.srv.URL + "/bot"}})
-	if err := s.Reload(); err != nil {
-		t.Fatal(err)
-	}
 	c, err := s.Calls().PlaceCall(t.Context(), "hostile", alice)
 	if err != nil {
 		t.Fatal(err)

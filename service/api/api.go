@@ -138,11 +138,7 @@ func (a *handler) subscribe(w http.ResponseWriter, r *http.Request, appID string
 		return
 	}
 	op, err := a.opts.Calls.Subscribe(appID, r.PathValue("callId"), *req)
-	if err != nil {
-		writeCallsError(w, err)
-		return
-	}
-	protocol.WriteJSON(w, http.StatusAccepted, protocol.OperationResponse{OperationID: op})
+	writeOperation(w, op, err)
 }
 
 func (a *handler) unsubscribe(w http.ResponseWriter, r *http.Request, appID string, body []byte) {
@@ -156,11 +152,7 @@ func (a *handler) unsubscribe(w http.ResponseWriter, r *http.Request, appID stri
 		return
 	}
 	op, err := a.opts.Calls.Unsubscribe(appID, r.PathValue("callId"), socket)
-	if err != nil {
-		writeCallsError(w, err)
-		return
-	}
-	protocol.WriteJSON(w, http.StatusAccepted, protocol.OperationResponse{OperationID: op})
+	writeOperation(w, op, err)
 }
 
 func (a *handler) endCall(w http.ResponseWriter, r *http.Request, appID string, body []byte) {
@@ -196,6 +188,12 @@ func (a *handler) invite(w http.ResponseWriter, r *http.Request, appID string, b
 		return
 	}
 	op, err := a.opts.Calls.Invite(r.Context(), appID, r.PathValue("conferenceId"), req.AppID)
+	writeOperation(w, op, err)
+}
+
+// writeOperation answers a request that started the operation op (202), or the call layer's
+// error that refused it.
+func writeOperation(w http.ResponseWriter, op string, err error) {
 	if err != nil {
 		writeCallsError(w, err)
 		return

@@ -207,16 +207,7 @@ func TestBotLeg(t *testing.T) {
 
 	// Video slot 0: A's camera at 320×180 → layer q, CSRC = A's video source.
 	vsrc := peers[0].p.SourceID(StreamVideo)
-	eventually(t, "A's video published", func() bool {
-		for _, p := range c.Roster() {
-			for _, st := range p.Streams {
-				if st.SourceID == vsrc && st.Layers == 3 {
-					return true
-				}
-			}
-		}
-		return false
-	})
+	waitLayers(t, c, vsrc, "A's video published")
 	if err := botP.SubscribeVideo(0, vsrc, 320, 180); err != nil {
 		t.Fatal(err)
 	}

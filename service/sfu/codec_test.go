@@ -300,16 +300,7 @@ func TestRealCodecs(t *testing.T) {
 
 	// Video: layer q, then f; each decodes at its size.
 	vsrc := pp.SourceID(StreamVideo)
-	eventually(t, "three layers published", func() bool {
-		for _, p := range c.Roster() {
-			for _, st := range p.Streams {
-				if st.SourceID == vsrc && st.Layers == 3 {
-					return true
-				}
-			}
-		}
-		return false
-	})
+	waitLayers(t, c, vsrc, "three layers published")
 	// The roster announces the sender's full size once its top layer's key frame was seen.
 	eventually(t, "roster announces the camera's size", func() bool {
 		wmu.Lock()

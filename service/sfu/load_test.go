@@ -65,13 +65,7 @@ func TestLoad20(t *testing.T) {
 	}
 	botBefore := make([]int, len(bots))
 	for i, b := range bots {
-		b.mu.Lock()
-		for mid, rs := range b.byMID {
-			if mid[:5] == "audio" {
-				botBefore[i] += rs.packets
-			}
-		}
-		b.mu.Unlock()
+		botBefore[i] = b.audioPackets()
 	}
 	var ru0, ru1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
@@ -97,14 +91,7 @@ func TestLoad20(t *testing.T) {
 	}
 	botGot := make([]int, len(bots))
 	for i, b := range bots {
-		b.mu.Lock()
-		for mid, rs := range b.byMID {
-			if mid[:5] == "audio" {
-				botGot[i] += rs.packets
-			}
-		}
-		b.mu.Unlock()
-		botGot[i] -= botBefore[i]
+		botGot[i] = b.audioPackets() - botBefore[i]
 	}
 	expected := 20 * 19 * int(window/(20*time.Millisecond))
 	t.Logf("20 audio participants + 2 bots (loudest 3), %v window, GOMAXPROCS=%d", wall.Round(time.Millisecond), runtime.GOMAXPROCS(0))
@@ -115,4 +102,17 @@ func TestLoad20(t *testing.T) {
 	if len(all) < expected/2 {
 		t.Errorf("only %d of about %d packets arrived", len(all), expected)
 	}
+}
+
+// audioPackets counts the packets the bot received on its audio slots.
+func (b *testBot) audioPackets() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for mid, rs := range b.byMID {
+		if mid[:5] == "audio" {
+			n += rs.packets
+		}
+	}
+	return n
 }

@@ -400,6 +400,21 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitLayers waits until c's roster shows the video source src with all three layers.
+func waitLayers(t *testing.T, c *Conference, src uint32, what string) {
+	t.Helper()
+	eventually(t, what, func() bool {
+		for _, p := range c.Roster() {
+			for _, st := range p.Streams {
+				if st.SourceID == src && st.Layers == 3 {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}
+
 func trackID(kind StreamKind, src uint32) string {
 	return kind.String() + "-" + itoa(src)
 }
