@@ -152,6 +152,11 @@ type AudioSocketSettings struct {
 // defaultComplexity is the Opus encoder complexity when AudioSocketSettings.Complexity is 0.
 const defaultComplexity = 1
 
+// idleAfter is how many ticks without a packet make a slot idle once its playout plays
+// comfort noise: 500 ms, longer than the jitter buffer's deepest delay (200 ms) plus the
+// decoder's concealment (100 ms), so an idle slot has nothing left to play.
+const idleAfter = 25
+
 // speakerThreshold is the mean absolute sample value above which a slot's frame counts as an
 // active speaker (about -50 dBFS).
 const speakerThreshold = 100
@@ -194,8 +199,13 @@ type AudioSocket struct {
 	order   []int
 	ids     []uint32
 
+	noise comfortNoise // of the mix when no slot plays
+
 	// Owned by the event goroutine.
 	unmixed [rtc.MaxAudioLines]*media.AudioBuffer
+
+	// playoutNow is the clock of the slots' playouts (Config.Now); nil: their own. Tests set it.
+	playoutNow func() time.Duration
 }
 
 type audioEventKind uint8
@@ -216,13 +226,80 @@ type audioEvent struct {
 }
 
 // audioSlot is one audio m-line: the loudest-speaker stream the service forwards on it.
+//
+// Most of a call's slots are idle most of the time (the service forwards up to three speakers,
+// and a call often has one). A slot that has had no packet for idleAfter ticks and whose
+// playout has played out (comfort noise) is skipped by the clock: nothing is decoded or
+// generated for it. Its playout is then replaced by a fresh one, so that the next talk spurt
+// starts a new stream in the jitter buffer (a skipped playout's timeline would be stale).
 type audioSlot struct {
 	index  int
-	play   *playout.Playout
-	source atomic.Uint32 // CSRC[0] of the latest packet
-	pcm    [media.FrameSamples]int16
-	level  int
-	heard  bool
+	play   atomic.Pointer[playout.Playout] // replaced by the clock goroutine when the slot idles
+	pushes atomic.Uint64                   // packets pushed so far
+	source atomic.Uint32                   // CSRC[0] of the latest packet
+
+	// Owned by the clock goroutine.
+	seen  uint64            // pushes at the previous tick
+	quiet int               // consecutive ticks without a packet, up to idleAfter
+	used  bool              // the current playout has been given packets
+	kind  playout.FrameKind // of the latest frame; 0 before the first and while idle
+	pcm   [media.FrameSamples]int16
+	level int
+	heard bool
+}
+
+// push gives a packet to the slot's playout (the read goroutine; tests).
+func (sl *audioSlot) push(seq uint16, ts uint32, payload []byte) {
+	_ = sl.play.Load().Push(seq, ts, payload) // rejects are counted in its stats
+	sl.pushes.Add(1)
+}
+
+// idle says, once a tick on the clock goroutine, whether the slot is to be skipped.
+func (sl *audioSlot) idle() bool {
+	if n := sl.pushes.Load(); n != sl.seen {
+		sl.seen, sl.quiet, sl.used = n, 0, true
+		return false
+	}
+	if sl.quiet < idleAfter {
+		sl.quiet++
+	}
+	return sl.quiet >= idleAfter && (sl.kind == playout.ComfortNoise || sl.kind == 0)
+}
+
+// newEncoder makes the socket's Opus encoder: its bitrate and complexity, in-band FEC for 5 %
+// loss.
+func (s *AudioSocket) newEncoder() (*opus.Encoder, error) {
+	enc, err := opus.NewEncoder(opus.EncoderConfig{Bitrate: s.settings.Bitrate, Complexity: s.settings.Complexity, FEC: true, PacketLossPercent: 5})
+	if err != nil {
+		return nil, fmt.Errorf("sdk: audio socket encoder (%d bit/s, complexity %d): %w", s.settings.Bitrate, s.settings.Complexity, err)
+	}
+	return enc, nil
+}
+
+func (s *AudioSocket) newPlayout() (*playout.Playout, error) {
+	return playout.New(playout.Config{Now: s.playoutNow})
+}
+
+func (s *AudioSocket) newSlot(index int) (*audioSlot, error) {
+	p, err := s.newPlayout()
+	if err != nil {
+		return nil, fmt.Errorf("sdk: audio slot %d playout: %w", index, err)
+	}
+	sl := &audioSlot{index: index}
+	sl.play.Store(p)
+	return sl, nil
+}
+
+// renew gives an idle slot that has played packets a fresh playout (clock goroutine). A packet
+// the read goroutine pushes into the old one meanwhile is lost; the next ones go to the new.
+func (s *AudioSocket) renew(sl *audioSlot) {
+	sl.used = false
+	p, err := s.newPlayout()
+	if err != nil {
+		s.log.Warn("renew audio slot playout", "slot", sl.index, "err", err)
+		return
+	}
+	sl.play.Swap(p).Close() // Push does not use the decoder that Close frees
 }
 
 // NewAudioSocket makes an audio socket. It starts nothing until the call's media is answered.
@@ -297,17 +374,17 @@ func (s *AudioSocket) start(call *callMedia) error {
 	s.log = call.log.With("socket", "audio")
 	if s.settings.Direction.receives() {
 		for _, line := range call.lines {
-			p, err := playout.New(playout.Config{})
+			sl, err := s.newSlot(line.Index)
 			if err != nil {
-				return fmt.Errorf("sdk: audio slot %d playout: %w", line.Index, err)
+				return err
 			}
-			s.slots = append(s.slots, &audioSlot{index: line.Index, play: p})
+			s.slots = append(s.slots, sl)
 		}
 	}
 	if s.settings.Direction.sends() {
-		enc, err := opus.NewEncoder(opus.EncoderConfig{Bitrate: s.settings.Bitrate, Complexity: s.settings.Complexity, FEC: true, PacketLossPercent: 5})
+		enc, err := s.newEncoder()
 		if err != nil {
-			return fmt.Errorf("sdk: audio socket encoder: %w", err)
+			return err
 		}
 		s.enc = enc
 		s.opusOut = make([]byte, opus.MaxPacketSize)
@@ -388,7 +465,7 @@ func (s *AudioSocket) read(slot *audioSlot, t *webrtc.TrackRemote) {
 		} else {
 			slot.source.Store(0)
 		}
-		_ = slot.play.Push(h.SequenceNumber, h.Timestamp, buf[off:end]) // rejects are counted in its stats
+		slot.push(h.SequenceNumber, h.Timestamp, buf[off:end])
 	}
 }
 
@@ -462,13 +539,24 @@ func (s *AudioSocket) tick(ts time.Duration) {
 	}
 }
 
-// mix takes one frame from every slot, mixes them and queues the event.
+// mix takes one frame from every slot that is not idle, mixes them and queues the event.
 func (s *AudioSocket) mix(ts time.Duration) {
 	s.order = s.order[:0]
+	noise := -1 // a slot that played comfort noise this tick
 	for i, sl := range s.slots {
-		kind := sl.play.Next(sl.pcm[:])
-		sl.heard = kind == playout.Decoded || kind == playout.FEC || kind == playout.PLC
-		sl.level = 0
+		sl.heard, sl.level = false, 0
+		if sl.idle() {
+			if sl.used {
+				s.renew(sl)
+			}
+			sl.kind = 0
+			continue
+		}
+		sl.kind = sl.play.Load().Next(sl.pcm[:])
+		if sl.kind == playout.ComfortNoise && noise < 0 {
+			noise = i
+		}
+		sl.heard = sl.kind == playout.Decoded || sl.kind == playout.FEC || sl.kind == playout.PLC
 		if sl.heard {
 			sl.level = meanAbs(sl.pcm[:])
 			if sl.level >= speakerThreshold {
@@ -487,8 +575,12 @@ func (s *AudioSocket) mix(ts time.Duration) {
 			mixInto(out, sl.pcm[:])
 		}
 	}
-	if !heard && len(s.slots) > 0 {
-		copy(out, s.slots[0].pcm[:]) // comfort noise of the first slot
+	if !heard {
+		if noise >= 0 {
+			copy(out, s.slots[noise].pcm[:]) // made this tick already
+		} else {
+			s.noise.fill(out)
+		}
 	}
 	buf.Silence = !heard
 	s.ids = s.ids[:0]
@@ -624,12 +716,38 @@ func (s *AudioSocket) close() {
 			break
 		}
 		for _, sl := range s.slots {
-			sl.play.Close()
+			sl.play.Load().Close()
 		}
 		if s.enc != nil {
 			s.enc.Close()
 		}
 	})
+}
+
+// comfortNoise is the mix's comfort noise when no slot plays anything: white noise from a
+// xorshift generator through a one-pole low-pass filter at about playout.DefaultComfortNoise
+// (-60 dBFS RMS), as the slots' playouts make it.
+type comfortNoise struct {
+	state uint32
+	y     int32
+}
+
+// comfortNoiseAmp is the peak of the white noise: its RMS is amp/√3, and the filter divides it
+// by about √3 again, so amp = 3 × 32768 × 10^(-60/20).
+const comfortNoiseAmp = 98
+
+func (n *comfortNoise) fill(pcm []int16) {
+	if n.state == 0 {
+		n.state = 0x2545f491
+	}
+	for i := range pcm {
+		n.state ^= n.state << 13
+		n.state ^= n.state >> 17
+		n.state ^= n.state << 5
+		x := int32(int16(n.state>>16)) * comfortNoiseAmp >> 15
+		n.y += (x - n.y) >> 1
+		pcm[i] = int16(n.y)
+	}
 }
 
 // meanAbs is the mean absolute sample value of a frame.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,7 +15,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-rtc/switchboard/internal/opus"
-	"github.com/switchboard-rtc/switchboard/internal/playout"
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
 	"github.com/switchboard-rtc/switchboard/media"
@@ -480,6 +480,13 @@ func TestAnswerLayout(t *testing.T) {
 // no network: the test feeds the slots' playouts and runs the clock's tick by hand.
 func offlineAudioSocket(t testing.TB, lines int, dir StreamDirection, onAudio func(AudioReceivedEvent)) *AudioSocket {
 	t.Helper()
+	return offlineAudioSocketClock(t, lines, dir, onAudio, nil)
+}
+
+// offlineAudioSocketClock is offlineAudioSocket with the slots' playouts on the clock now (nil:
+// their own).
+func offlineAudioSocketClock(t testing.TB, lines int, dir StreamDirection, onAudio func(AudioReceivedEvent), now func() time.Duration) *AudioSocket {
+	t.Helper()
 	s, err := NewAudioSocket(AudioSocketSettings{Direction: dir, ReceiveUnmixed: true, OnAudioReceived: onAudio})
 	if err != nil {
 		t.Fatal(err)
@@ -499,17 +506,18 @@ func offlineAudioSocket(t testing.TB, lines int, dir StreamDirection, onAudio fu
 	s.mu.Lock()
 	s.call = call
 	s.log = call.log
+	s.playoutNow = now
 	for _, line := range call.lines {
-		p, err := playout.New(playout.Config{})
+		sl, err := s.newSlot(line.Index)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.slots = append(s.slots, &audioSlot{index: line.Index, play: p})
+		s.slots = append(s.slots, sl)
 	}
 	s.order = make([]int, 0, lines)
 	s.ids = make([]uint32, 0, lines)
 	if dir.sends() {
-		s.enc, err = opus.NewEncoder(opus.EncoderConfig{Bitrate: 32000, FEC: true, PacketLossPercent: 5})
+		s.enc, err = s.newEncoder()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -548,17 +556,21 @@ func encodedSignal(t testing.TB, n int) [][]byte {
 // encode and RTP of a frame the bot sent), and the event goroutine's delivery to a bot that
 // releases everything.
 type audioFrameStep struct {
-	s       *AudioSocket
-	packets [][]byte
-	pool    *media.AudioPool
-	n       int
+	s        *AudioSocket
+	packets  [][]byte
+	pool     *media.AudioPool
+	n        int
+	speakers int // slots that get packets; 0: all
 }
 
 func (a *audioFrameStep) step() {
 	pkt := a.packets[a.n%len(a.packets)]
 	for i, sl := range a.s.slots {
+		if a.speakers > 0 && i >= a.speakers {
+			break
+		}
 		sl.source.Store(uint32(10 + i))
-		_ = sl.play.Push(uint16(a.n), uint32(a.n*960), pkt)
+		sl.push(uint16(a.n), uint32(a.n*960), pkt)
 	}
 	if a.s.track != nil {
 		b := a.pool.Get()
@@ -589,22 +601,33 @@ func TestAudioFrameAllocs(t *testing.T) {
 		t.Skip("the checking build's buffer quarantine is not the steady state")
 	}
 	for _, dir := range []StreamDirection{Recvonly, Sendrecv} {
-		a := &audioFrameStep{s: offlineAudioSocket(t, 3, dir, releaseAll), packets: encodedSignal(t, 50), pool: media.NewAudioPool("bot")}
-		for i := 0; i < 200; i++ {
-			a.step()
-		}
-		if n := testing.AllocsPerRun(200, a.step); n != 0 {
-			t.Errorf("%v: %.2f allocations per audio frame, want 0", dir, n)
+		for _, speakers := range []int{3, 1} {
+			a := &audioFrameStep{s: offlineAudioSocket(t, 3, dir, releaseAll), packets: encodedSignal(t, 50), pool: media.NewAudioPool("bot"), speakers: speakers}
+			for i := 0; i < 200; i++ {
+				a.step()
+			}
+			if n := testing.AllocsPerRun(200, a.step); n != 0 {
+				t.Errorf("%v, %d speakers: %.2f allocations per audio frame, want 0", dir, speakers, n)
+			}
 		}
 	}
 }
 
 // BenchmarkAudioFrame measures the per-frame audio path of one call with three speakers
-// (decode, mix, unmixed buffers, delivery), and with sending (plus Opus encode).
+// (decode, mix, unmixed buffers, delivery), and with sending (plus Opus encode); the
+// "1speaker" cases have audio on one of the three slots, the others idle, as most calls do.
 func BenchmarkAudioFrame(b *testing.B) {
-	for _, dir := range []StreamDirection{Recvonly, Sendrecv} {
-		b.Run(dir.String(), func(b *testing.B) {
-			a := &audioFrameStep{s: offlineAudioSocket(b, 3, dir, releaseAll), packets: encodedSignal(b, 50), pool: media.NewAudioPool("bot")}
+	for _, c := range []struct {
+		dir      StreamDirection
+		speakers int
+	}{{Recvonly, 3}, {Sendrecv, 3}, {Recvonly, 1}, {Sendrecv, 1}} {
+		name := c.dir.String()
+		if c.speakers == 1 {
+			name += "-1speaker"
+		}
+		dir := c.dir
+		b.Run(name, func(b *testing.B) {
+			a := &audioFrameStep{s: offlineAudioSocket(b, 3, dir, releaseAll), packets: encodedSignal(b, 50), pool: media.NewAudioPool("bot"), speakers: c.speakers}
 			for i := 0; i < 200; i++ {
 				a.step()
 			}
@@ -717,5 +740,124 @@ func TestOpusComplexityQuality(t *testing.T) {
 				t.Errorf("%s through Opus at complexity %d: correlation %.3f, want ≥ 0.9", sig.name, c, corr)
 			}
 		}
+	}
+}
+
+// TestIdleSlotsCostNothing: a slot that has had no packet for idleAfter ticks is not played
+// (its playout's Next is not called: its frame count stands still) while the others play on;
+// every tick still makes exactly one event, comfort noise when nobody plays; a slot that
+// speaks again after a pause (its timestamps moved on with the wall clock, as the service's
+// rewriter sends them) is heard within a few frames, with its source among the active speakers.
+func TestIdleSlotsCostNothing(t *testing.T) {
+	var now time.Duration
+	var events []AudioReceivedEvent
+	keep := func(e AudioReceivedEvent) {
+		for _, u := range e.Unmixed {
+			u.Release()
+		}
+		events = append(events, e)
+	}
+	s := offlineAudioSocketClock(t, 3, Recvonly, keep, func() time.Duration { return now })
+	packets := encodedSignal(t, 50)
+	var seq [3]uint16
+	push := func(slot, tick int) {
+		sl := s.slots[slot]
+		sl.source.Store(uint32(10 + slot))
+		sl.push(seq[slot], uint32(tick*960), packets[tick%len(packets)])
+		seq[slot]++
+	}
+	frames := func(slot int) uint64 { return s.slots[slot].play.Load().Stats().Frames }
+	tick := 0
+	run := func(until int, speaking func(slot, tick int) bool) {
+		for ; tick < until; tick++ {
+			for slot := range s.slots {
+				if speaking(slot, tick) {
+					push(slot, tick)
+				}
+			}
+			s.tick(time.Duration(tick) * 20 * time.Millisecond)
+			for {
+				e, ok := s.events.next()
+				if !ok {
+					break
+				}
+				s.deliver(e)
+			}
+			now += 20 * time.Millisecond
+		}
+	}
+	release := func() {
+		for _, e := range events {
+			e.Buffer.Release()
+		}
+		events = events[:0]
+	}
+	defer release()
+
+	// Slots 0 and 1 speak, slot 2 never does.
+	run(40, func(slot, _ int) bool { return slot < 2 })
+	if f := frames(2); f > idleAfter+1 {
+		t.Errorf("slot 2, never spoken on, played %d frames in 40 ticks, want at most %d", f, idleAfter+1)
+	}
+	// Slot 1 pauses for 60 ticks (1.2 s).
+	run(100, func(slot, _ int) bool { return slot == 0 })
+	f0, f1, f2 := frames(0), frames(1), frames(2)
+	run(140, func(slot, _ int) bool { return slot == 0 })
+	if d := frames(0) - f0; d != 40 {
+		t.Errorf("slot 0, speaking, played %d frames in 40 ticks, want 40", d)
+	}
+	if d1, d2 := frames(1)-f1, frames(2)-f2; d1 != 0 || d2 != 0 {
+		t.Errorf("idle slots played %d and %d frames in 40 ticks, want 0", d1, d2)
+	}
+	if len(events) != 140 {
+		t.Fatalf("%d events in 140 ticks, want 140", len(events))
+	}
+	for i, e := range events[100:] {
+		if e.Buffer.Silence || !slices.Equal(e.Buffer.ActiveSpeakers(), []uint32{10}) {
+			t.Fatalf("tick %d: silence %v, active speakers %v; want slot 0's speaker alone", 100+i, e.Buffer.Silence, e.Buffer.ActiveSpeakers())
+		}
+	}
+	release()
+
+	// Slot 1 speaks again, its timestamps 1.2 s further on.
+	run(150, func(slot, _ int) bool { return slot < 2 })
+	heard := -1
+	for i, e := range events {
+		if slices.Contains(e.Buffer.ActiveSpeakers(), 11) {
+			heard = i
+			break
+		}
+	}
+	if heard < 0 || heard > 3 {
+		t.Errorf("slot 1 speaking again: first heard %d ticks later, want within 3", heard)
+	}
+	for i, e := range events[5:] {
+		if !slices.Equal(e.Buffer.ActiveSpeakers(), []uint32{10, 11}) && !slices.Equal(e.Buffer.ActiveSpeakers(), []uint32{11, 10}) {
+			t.Errorf("tick %d: active speakers %v, want 10 and 11", 145+i, e.Buffer.ActiveSpeakers())
+		}
+	}
+	release()
+
+	// Everybody stops: once every slot idles, each tick is comfort noise made once for the mix.
+	run(250, func(int, int) bool { return false })
+	for i, e := range events {
+		if !e.Buffer.Silence && i >= 10 {
+			t.Fatalf("tick %d: not silence with nobody speaking", 150+i)
+		}
+	}
+	f0, f1, f2 = frames(0), frames(1), frames(2)
+	run(260, func(int, int) bool { return false })
+	if frames(0) != f0 || frames(1) != f1 || frames(2) != f2 {
+		t.Errorf("slots idle for 100 ticks still played")
+	}
+	if len(events) != 110 {
+		t.Fatalf("%d events in 110 ticks, want 110", len(events))
+	}
+	last := events[len(events)-1].Buffer
+	if l := meanAbs(last.Samples()); l == 0 || l >= speakerThreshold {
+		t.Errorf("comfort noise level %d, want quiet but not digital silence", l)
+	}
+	if len(last.ActiveSpeakers()) != 0 {
+		t.Errorf("active speakers %v in comfort noise", last.ActiveSpeakers())
 	}
 }
