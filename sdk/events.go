@@ -18,27 +18,32 @@ import (
 // recovered, logged with the call id and the stack, and ends the call: OnCleanup then gets an
 // error wrapping ErrBotPanic.
 type CallEvents struct {
-	// OnIncomingCall decides what to do with the call: Answer, Reject or Hangup. It runs while
-	// the service waits for the HTTP response, so ctx carries the answer deadline
-	// (HandlerConfig.AnswerTimeout); past it the handler rejects the call itself. To answer
-	// with media, create the call's sockets and MediaConfiguration here.
+	// OnIncomingCall decides what to do with the call: Answer, Reject or Hangup. It runs first,
+	// on the call's event goroutine, while the service waits for the HTTP response, so ctx
+	// carries the answer deadline (HandlerConfig.AnswerTimeout); past it the handler rejects
+	// the call itself. To answer with media, create the call's sockets (at most
+	// call.MediaSlots() of each kind) and MediaConfiguration here.
 	OnIncomingCall func(ctx context.Context, call *IncomingCall) Workflow
-	// OnCallStateChanged reports the call's new state and the service's reason, if any.
-	// StateTerminated is followed by OnCleanup.
+	// OnCallStateChanged reports the call's new state and the service's reason, if any, on the
+	// call's event goroutine. StateTerminated is followed by OnCleanup.
 	OnCallStateChanged func(state CallState, reason string)
-	// OnRosterUpdated reports the whole roster (not a delta). The slice is the bot's to keep.
+	// OnRosterUpdated reports the whole roster (not a delta), on the call's event goroutine.
+	// The slice is the bot's to keep; Roster(participants) looks participants up by source id.
 	OnRosterUpdated func(participants []Participant)
 	// OnDominantSpeakerChanged reports the audio source id of the loudest participant, 0 when
-	// nobody speaks. The handler also passes it to the call's MediaConfiguration (and so to the
-	// audio socket) whether or not this is set.
+	// nobody speaks, on the call's event goroutine (Roster.BySource names the speaker, and
+	// Roster.VideoSourceOf finds their video). The handler also passes it to the call's
+	// MediaConfiguration (and so to the audio socket) whether or not this is set.
 	OnDominantSpeakerChanged func(sourceID uint32)
 	// OnOperationCompleted reports the outcome of the answer and of the call's subscriptions
-	// and unsubscriptions. The same outcome also completes the *Operation the bot got.
+	// and unsubscriptions, on the call's event goroutine. The same outcome also completes the
+	// *Operation the bot got.
 	OnOperationCompleted func(result OperationResult)
 	// OnCleanup is called exactly once, last, when the call is over for whatever reason;
 	// reason wraps one of this package's Err* sentinels (ErrCallTerminated, ErrCallRejected,
 	// ErrCallEnded, ErrAnswerTimeout, ErrAnswerFailed, ErrMediaFailed, ErrEstablishTimeout,
-	// ErrBotPanic, ErrHandlerClosed).
+	// ErrBotPanic, ErrHandlerClosed). It runs on the call's event goroutine, and may block
+	// (Handler.Close waits for it).
 	//
 	// Before calling it the handler has cancelled Call.Context and closed the call's
 	// MediaConfiguration: every socket has stopped, its goroutines have returned (no socket
@@ -192,6 +197,66 @@ type Participant struct {
 	DisplayName string
 	IsBot       bool
 	Streams     []Stream
+}
+
+// Source returns the source id of the participant's first stream of kind (StreamAudio,
+// StreamVideo or StreamScreenShare), and whether they have one.
+func (p Participant) Source(kind StreamKind) (uint32, bool) {
+	for _, s := range p.Streams {
+		if s.Kind == kind {
+			return s.SourceID, true
+		}
+	}
+	return 0, false
+}
+
+// Roster is a call's roster with lookups by the ids that media and notifications carry: make
+// one from what OnRosterUpdated reports, Roster(participants). The dominant speaker is an audio
+// source id, and media buffers carry source ids too (AudioBuffer.ActiveSpeakers,
+// VideoBuffer.SourceID); BySource finds whose they are, and VideoSourceOf finds the video to
+// Subscribe to:
+//
+//	if p, ok := roster.BySource(dominant); ok {
+//		if video, ok := roster.VideoSourceOf(p.ID); ok {
+//			call.Subscribe(ctx, socket, video, 640, 360)
+//		}
+//	}
+type Roster []Participant
+
+// BySource returns the participant one of whose streams (audio, video or screen share) has
+// the source id, and whether there is one. Source id 0 (nobody) finds nobody.
+func (r Roster) BySource(sourceID uint32) (Participant, bool) {
+	if sourceID == 0 {
+		return Participant{}, false
+	}
+	for _, p := range r {
+		for _, s := range p.Streams {
+			if s.SourceID == sourceID {
+				return p, true
+			}
+		}
+	}
+	return Participant{}, false
+}
+
+// ByID returns the participant with the given participant id, and whether there is one.
+func (r Roster) ByID(participantID string) (Participant, bool) {
+	for _, p := range r {
+		if p.ID == participantID {
+			return p, true
+		}
+	}
+	return Participant{}, false
+}
+
+// VideoSourceOf returns the source id of the participant's camera video (StreamVideo, not the
+// screen share), and whether they are in the roster and send one.
+func (r Roster) VideoSourceOf(participantID string) (uint32, bool) {
+	p, ok := r.ByID(participantID)
+	if !ok {
+		return 0, false
+	}
+	return p.Source(StreamVideo)
 }
 
 // OperationResult is the outcome of an operation.

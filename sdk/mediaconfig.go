@@ -174,7 +174,7 @@ func (m *MediaConfiguration) answer(callID, offerSDP string) (string, error) {
 	}
 	m.answered = true
 	m.callID = callID
-	m.log = m.platform.log.With("callId", callID)
+	m.log = m.platform.log.With("call_id", callID)
 	sdpAnswer, err := m.negotiate(offerSDP)
 	if err != nil {
 		m.log.Warn("media answer failed", "err", err)

@@ -148,7 +148,7 @@ func NewMediaPlatform(s MediaPlatformSettings) (*MediaPlatform, error) {
 		done:     make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.log.Info("media platform listening", "addr", conn.LocalAddr().String(), "publicIP", s.PublicIP, "publicPort", publicPort)
+	p.log.Info("media platform listening", "addr", conn.LocalAddr().String(), "public_ip", s.PublicIP, "public_port", publicPort)
 	return p, nil
 }
 

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,12 +9,14 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -255,6 +258,63 @@ func TestMediaSlots(t *testing.T) {
 	if a, v, s := incomingFromWire(&protocol.IncomingCall{CallID: "c", MediaOffer: &protocol.SessionDescription{SDP: "nonsense"}}).MediaSlots(); a != 0 || v != 0 || s {
 		t.Errorf("unreadable offer: MediaSlots %d, %d, %v", a, v, s)
 	}
+}
+
+// TestLogKeys: the media side logs the call id under the handler's key, call_id, and every
+// key is snake case.
+func TestLogKeys(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var buf syncBuffer
+	p, err := NewMediaPlatform(MediaPlatformSettings{InternalIP: "127.0.0.1", Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := NewAudioSocket(AudioSocketSettings{})
+	cfg, err := p.CreateMediaConfiguration(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.answer("c-77", "v=0\r\n"); err == nil {
+		t.Fatal("bad offer answered")
+	}
+	cfg.close()
+	_ = p.Close()
+	sawCall := false
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec["call_id"] == "c-77" {
+			sawCall = true
+		}
+		for k := range rec {
+			if strings.ToLower(k) != k {
+				t.Errorf("log key %q is not snake case: %s", k, line)
+			}
+		}
+	}
+	if !sawCall {
+		t.Errorf("no log line with call_id c-77 in:\n%s", buf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestMediaSocketClose: an error path closes the sockets it made through the MediaSocket

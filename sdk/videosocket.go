@@ -54,9 +54,11 @@ type VideoSendStatusEvent struct {
 // VideoSocketSettings configure a VideoSocket. The zero value sends and receives; a sending
 // socket needs SupportedSendFormats.
 //
-// Callbacks run on the socket's one event goroutine, one at a time, in order, as for
-// AudioSocketSettings; a slow callback makes the socket drop the oldest waiting frames, never
-// stall the network.
+// OnVideoReceived and OnSendStatusChanged run on the socket's one event goroutine, one at a
+// time, in order, as for AudioSocketSettings; a slow callback makes the socket drop the oldest
+// waiting frames, never stall the network. OnSendDone runs on the encode goroutine. None runs
+// after the socket is closed (for a call's sockets: before the call's OnCleanup). Do not call
+// Close from a callback: it waits for the callback to return.
 type VideoSocketSettings struct {
 	Direction StreamDirection
 	// ReceiveColorFormat is the pixel format of received frames; only NV12 (the zero value
@@ -71,13 +73,20 @@ type VideoSocketSettings struct {
 	// a video slot.
 	ScreenShare bool
 
-	// OnVideoReceived is called for every decoded frame.
+	// OnVideoReceived is called for every decoded frame, on the socket's event goroutine. It
+	// should return within a frame's time: while it runs, later frames wait in a queue of
+	// QueueFrames, and the oldest is dropped when it is full. The buffer is the bot's to
+	// Release (now or later, from any goroutine); it may Send it.
 	OnVideoReceived func(VideoReceivedEvent)
 	// OnSendStatusChanged is called when sending starts or stops and when the preferred format
-	// or bitrate changes.
+	// or bitrate changes, on the socket's event goroutine, before any frame that waits; it may
+	// block briefly (frames wait meanwhile).
 	OnSendStatusChanged func(VideoSendStatusEvent)
-	// OnSendDone is called with each buffer given to Send once the platform is done with it.
-	// Nil means the platform Releases it.
+	// OnSendDone is called with each buffer given to Send once the platform is done with it
+	// (converted for the encoder, or discarded). It runs on the socket's encode goroutine (or,
+	// for buffers still queued when the socket closes, on the goroutine that closes it: the
+	// call's event goroutine at cleanup), so it must not block: take the buffer back and
+	// return. Nil means the platform Releases it.
 	OnSendDone func(*media.VideoBuffer)
 
 	// QueueFrames is the depth of the receive event queue; 0 means 4.
@@ -231,7 +240,7 @@ func (s *VideoSocket) start(call *callMedia) error {
 		return ErrSocketClosed
 	}
 	s.call = call
-	s.log = call.log.With("socket", "video", "id", s.id, "screenShare", s.settings.ScreenShare)
+	s.log = call.log.With("socket", "video", "id", s.id, "screen_share", s.settings.ScreenShare)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -296,6 +305,8 @@ type videoReceiver struct {
 	lastPLI time.Time
 	firstTS uint32
 	haveTS  bool
+	lastTS  uint32  // RTP timestamp of the previous frame
+	gap     float64 // EWMA of the RTP timestamp step between frames, 0 before two frames
 	csrc    uint32
 	pli     []rtcp.Packet
 }
@@ -351,9 +362,9 @@ func (r *videoReceiver) frame(f vp8.Frame) {
 		return
 	}
 	if !r.haveTS {
-		r.firstTS, r.haveTS = f.Timestamp, true
+		r.firstTS, r.lastTS, r.haveTS = f.Timestamp, f.Timestamp, true
 	}
-	format := media.VideoFormat{PixelFormat: media.NV12, Width: w, Height: h, FrameRate: 30}
+	format := media.VideoFormat{PixelFormat: media.NV12, Width: w, Height: h, FrameRate: r.frameRate(f.Timestamp)}
 	vb := r.s.pool.Get(format)
 	if err := r.conv.Convert(vb.Data(), media.NV12, r.pic[:media.I420.FrameSize(w, h)], media.I420, w, h); err != nil {
 		vb.Release()
@@ -368,6 +379,43 @@ func (r *videoReceiver) frame(f vp8.Frame) {
 	if old, dropped := r.s.events.pushMedia(videoEvent{buf: vb}); dropped {
 		r.s.discard(old)
 	}
+}
+
+// Frame rate measurement of a received stream.
+const (
+	// defaultFrameRate is a received stream's frame rate until two frames have been seen.
+	defaultFrameRate = 30
+	// frameRateWeight is the weight of the newest step in the EWMA of timestamp steps.
+	frameRateWeight = 1.0 / 8
+	// maxFrameStep is the largest step between frames, in RTP ticks, that counts (1 s): a longer
+	// one is a pause or a switch of sender, not the stream's pace.
+	maxFrameStep = vp8.ClockRate
+)
+
+// frameRate takes the RTP timestamp of a new frame and returns the stream's frame rate: the
+// clock rate over an exponentially weighted moving average of the timestamp steps between
+// frames (a lost frame counts as a longer step until later frames outweigh it).
+func (r *videoReceiver) frameRate(ts uint32) float64 {
+	step := ts - r.lastTS // modulo 2^32, as RTP timestamps wrap
+	if step >= 1<<31 {
+		return r.rate() // an older frame: not a step forward
+	}
+	r.lastTS = ts
+	if step > 0 && step <= maxFrameStep {
+		if r.gap == 0 {
+			r.gap = float64(step)
+		} else {
+			r.gap += frameRateWeight * (float64(step) - r.gap)
+		}
+	}
+	return r.rate()
+}
+
+func (r *videoReceiver) rate() float64 {
+	if r.gap == 0 {
+		return defaultFrameRate
+	}
+	return vp8.ClockRate / r.gap
 }
 
 // readRTCP reads the far side's feedback on the sent stream: key frame requests and bandwidth

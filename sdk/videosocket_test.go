@@ -248,8 +248,15 @@ func TestVideoSend(t *testing.T) {
 	}
 }
 
-// videoPackets encodes frames of the test pattern and packetizes them as a sender would.
+// videoPackets encodes frames of the test pattern at 30 fps and packetizes them as a sender
+// would.
 func videoPackets(t testing.TB, frames, w, h int) [][][]byte {
+	t.Helper()
+	return videoPacketsEvery(t, frames, w, h, func(n int) uint32 { return uint32(n * 3000) })
+}
+
+// videoPacketsEvery is videoPackets with frame n at RTP timestamp ts(n).
+func videoPacketsEvery(t testing.TB, frames, w, h int, ts func(n int) uint32) [][][]byte {
 	t.Helper()
 	enc, err := vp8.NewEncoder(vp8.EncoderConfig{Width: w, Height: h, FrameRate: 30, BitrateKbps: 500})
 	if err != nil {
@@ -264,13 +271,14 @@ func videoPackets(t testing.TB, frames, w, h int) [][][]byte {
 	var seq uint16
 	for n := 0; n < frames; n++ {
 		frame, _, err := enc.Encode(rtctest.TestPattern(w, h, n), int64(n*3000), n == 0)
+		stamp := ts(n)
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, payloads := pz.Packetize(nil, nil, frame)
 		var pkts [][]byte
 		for i, pl := range payloads {
-			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(n * 3000),
+			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: stamp,
 				Marker: i == len(payloads)-1, CSRC: []uint32{55}}, Payload: pl}
 			seq++
 			b, err := p.Marshal()
@@ -516,5 +524,63 @@ func TestVideoSendNoUpscale(t *testing.T) {
 	}
 	if len(announced) != 1 || announced[0] != media.NV12_640x360_30 {
 		t.Errorf("announced %v, want one change to 640x360", announced)
+	}
+}
+
+// TestVideoFrameRate: a received frame's FrameRate is the stream's measured rate (15 fps here,
+// then 10 fps after a change of pace, with a pause and a timestamp wrap on the way), not a
+// constant.
+func TestVideoFrameRate(t *testing.T) {
+	var rates []float64
+	s, err := NewVideoSocket(VideoSocketSettings{Direction: Recvonly, OnVideoReceived: func(e VideoReceivedEvent) {
+		rates = append(rates, e.Buffer.Format().FrameRate)
+		if e.Buffer.OriginalFormat.FrameRate != e.Buffer.Format().FrameRate {
+			t.Errorf("original format %v, format %v", e.Buffer.OriginalFormat, e.Buffer.Format())
+		}
+		e.Buffer.Release()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.log = slog.New(slog.DiscardHandler)
+	r, err := newVideoReceiver(s, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.dec.Close()
+	const start = 1<<32 - 6000*50 // wraps after 50 frames
+	frames := videoPacketsEvery(t, 150, 160, 90, func(n int) uint32 {
+		switch {
+		case n < 80:
+			return start + uint32(n*6000) // 15 fps
+		default:
+			return start + uint32(80*6000+90000*3+(n-80)*9000) // a 3 s pause, then 10 fps
+		}
+	})
+	for _, f := range frames {
+		for _, b := range f {
+			r.packet(b)
+		}
+		for {
+			e, ok := s.events.next()
+			if !ok {
+				break
+			}
+			s.deliver(e)
+		}
+	}
+	if len(rates) != 150 {
+		t.Fatalf("%d frames delivered", len(rates))
+	}
+	if rates[0] != defaultFrameRate {
+		t.Errorf("first frame's rate %v, want the default %v", rates[0], float64(defaultFrameRate))
+	}
+	for _, c := range []struct {
+		frame int
+		want  float64
+	}{{1, 15}, {40, 15}, {79, 15}, {80, 15}, {149, 10}} {
+		if got := rates[c.frame]; got < c.want-0.2 || got > c.want+0.2 {
+			t.Errorf("frame %d: frame rate %.2f, want %v", c.frame, got, c.want)
+		}
 	}
 }

@@ -74,7 +74,7 @@ type mirror struct {
 	label atomic.Pointer[string] // the name drawn on the video; written by the call's goroutine
 
 	// Owned by the call's event goroutine.
-	roster     []sdk.Participant
+	roster     sdk.Roster
 	dominant   uint32
 	subscribed uint32
 }
@@ -86,7 +86,7 @@ func newMirror(opts options, p *sdk.MediaPlatform, c *sdk.Call) *mirror {
 func (m *mirror) events() sdk.CallEvents {
 	return sdk.CallEvents{
 		OnIncomingCall:           m.answer,
-		OnRosterUpdated:          func(ps []sdk.Participant) { m.roster = ps; m.update() },
+		OnRosterUpdated:          func(ps []sdk.Participant) { m.roster = sdk.Roster(ps); m.update() },
 		OnDominantSpeakerChanged: func(id uint32) { m.dominant = id; m.update() },
 		OnOperationCompleted: func(res sdk.OperationResult) {
 			if res.Err != nil {
@@ -148,33 +148,19 @@ func (m *mirror) answer(ctx context.Context, in *sdk.IncomingCall) sdk.Workflow 
 // name, and the video socket shows the dominant speaker's video (or, until someone speaks or
 // when the speaker sends none, the first participant's).
 func (m *mirror) update() {
-	var first, speaker uint32
-	for _, p := range m.roster {
-		if p.IsBot {
-			continue
-		}
-		var video uint32
-		speaks := false
-		for _, s := range p.Streams {
-			switch s.Kind {
-			case sdk.StreamVideo:
-				video = s.SourceID
-			case sdk.StreamAudio:
-				speaks = m.dominant != 0 && s.SourceID == m.dominant
-			}
-		}
-		if speaks {
-			name := p.DisplayName
-			m.label.Store(&name)
-			speaker = video
-		}
-		if first == 0 {
-			first = video
-		}
+	var want uint32
+	if p, ok := m.roster.BySource(m.dominant); ok && !p.IsBot {
+		name := p.DisplayName
+		m.label.Store(&name)
+		want, _ = m.roster.VideoSourceOf(p.ID)
 	}
-	want := speaker
-	if want == 0 {
-		want = first
+	for _, p := range m.roster {
+		if want != 0 {
+			break
+		}
+		if !p.IsBot {
+			want, _ = p.Source(sdk.StreamVideo)
+		}
 	}
 	if want == 0 || want == m.subscribed || m.video == nil {
 		return

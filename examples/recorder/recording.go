@@ -45,7 +45,7 @@ type recording struct {
 	speakers map[uint32]*audioTrack
 
 	// Owned by the call's event goroutine.
-	roster     []sdk.Participant
+	roster     sdk.Roster
 	dominant   uint32
 	subscribed []uint32 // video source on each socket, 0 for none
 
@@ -66,7 +66,7 @@ func newRecording(opts options, p *sdk.MediaPlatform, c *sdk.Call) *recording {
 func (r *recording) events() sdk.CallEvents {
 	return sdk.CallEvents{
 		OnIncomingCall:  r.answer,
-		OnRosterUpdated: func(ps []sdk.Participant) { r.roster = ps; r.resubscribe() },
+		OnRosterUpdated: func(ps []sdk.Participant) { r.roster = sdk.Roster(ps); r.resubscribe() },
 		OnDominantSpeakerChanged: func(id uint32) {
 			if id != 0 { // 0 is silence: keep recording the last speaker
 				r.dominant = id
@@ -178,25 +178,15 @@ func (r *recording) resubscribe() {
 
 // wanted lists the video sources to record, in socket order: every participant's video (bots'
 // excepted) in roster order, with the dominant speaker's first when dominantFirst.
-func wanted(roster []sdk.Participant, dominant uint32, dominantFirst bool) []uint32 {
+func wanted(roster sdk.Roster, dominant uint32, dominantFirst bool) []uint32 {
 	var want []uint32
+	speaker, speaks := roster.BySource(dominant)
 	for _, p := range roster {
-		if p.IsBot {
+		video, ok := p.Source(sdk.StreamVideo)
+		if p.IsBot || !ok {
 			continue
 		}
-		video, speaks := uint32(0), false
-		for _, s := range p.Streams {
-			switch s.Kind {
-			case sdk.StreamVideo:
-				video = s.SourceID
-			case sdk.StreamAudio:
-				speaks = s.SourceID == dominant && dominant != 0
-			}
-		}
-		if video == 0 {
-			continue
-		}
-		if speaks && dominantFirst {
+		if dominantFirst && speaks && p.ID == speaker.ID {
 			want = append([]uint32{video}, want...)
 		} else {
 			want = append(want, video)
