@@ -114,20 +114,9 @@ func NewInterceptorRegistryWithLogs(m *webrtc.MediaEngine, logs logging.LoggerFa
 	if logs == nil {
 		logs = NewLoggerFactory(nil)
 	}
-	reg := &interceptor.Registry{}
-	gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(logs))
+	reg, err := nackAndReports(logs)
 	if err != nil {
-		return nil, fmt.Errorf("rtc: NACK generator: %w", err)
-	}
-	resp, err := nack.NewResponderInterceptor(nack.WithResponderLoggerFactory(logs))
-	if err != nil {
-		return nil, fmt.Errorf("rtc: NACK responder: %w", err)
-	}
-	reg.Add(resp)
-	reg.Add(gen)
-	if err := webrtc.ConfigureRTCPReportsWithOptions(reg, []report.ReceiverOption{report.WithReceiverLoggerFactory(logs)},
-		report.WithSenderLoggerFactory(logs)); err != nil {
-		return nil, fmt.Errorf("rtc: RTCP reports: %w", err)
+		return nil, err
 	}
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
 		return nil, fmt.Errorf("rtc: TWCC header extension: %w", err)
@@ -259,14 +248,9 @@ func NewBotMediaEngine() (*webrtc.MediaEngine, error) {
 	return m, nil
 }
 
-// NewBotInterceptorRegistry returns the bot's interceptors: NACK generation and response and
-// RTCP sender and receiver reports, as NewInterceptorRegistryWithLogs, without the
-// transport-wide congestion control ones (see NewBotMediaEngine). Their logs go to logs
-// (NewLoggerFactory(nil) when nil).
-func NewBotInterceptorRegistry(logs logging.LoggerFactory) (*interceptor.Registry, error) {
-	if logs == nil {
-		logs = NewLoggerFactory(nil)
-	}
+// nackAndReports is a registry with the interceptors both sides run: NACK generation and
+// response, and RTCP sender and receiver reports, logging to logs.
+func nackAndReports(logs logging.LoggerFactory) (*interceptor.Registry, error) {
 	reg := &interceptor.Registry{}
 	gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(logs))
 	if err != nil {
@@ -281,6 +265,21 @@ func NewBotInterceptorRegistry(logs logging.LoggerFactory) (*interceptor.Registr
 	if err := webrtc.ConfigureRTCPReportsWithOptions(reg, []report.ReceiverOption{report.WithReceiverLoggerFactory(logs)},
 		report.WithSenderLoggerFactory(logs)); err != nil {
 		return nil, fmt.Errorf("rtc: RTCP reports: %w", err)
+	}
+	return reg, nil
+}
+
+// NewBotInterceptorRegistry returns the bot's interceptors: NACK generation and response and
+// RTCP sender and receiver reports, as NewInterceptorRegistryWithLogs, without the
+// transport-wide congestion control ones (see NewBotMediaEngine). Their logs go to logs
+// (NewLoggerFactory(nil) when nil).
+func NewBotInterceptorRegistry(logs logging.LoggerFactory) (*interceptor.Registry, error) {
+	if logs == nil {
+		logs = NewLoggerFactory(nil)
+	}
+	reg, err := nackAndReports(logs)
+	if err != nil {
+		return nil, err
 	}
 	return reg, nil
 }
