@@ -359,19 +359,32 @@ func (d *Dispatcher) backoff(attempt int) time.Duration {
 	return half + rand.N(delay-half+1)
 }
 
+// newHTTPRequest builds one attempt's request. It has no GetBody: net/http's transport resends a
+// request that carries an Idempotency-Key by itself when a kept-alive connection fails, and it
+// would resend the same token, which the bot rightly refuses as a replay. Retries are ours to
+// make, each with a fresh token.
+func newHTTPRequest(ctx context.Context, req Request, token string) (*http.Request, error) {
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, req.URL, bytes.NewReader(req.Body))
+	if err != nil {
+		return nil, fmt.Errorf("build request to %s: %w", req.URL, err)
+	}
+	hr.GetBody = nil
+	hr.Header.Set(protocol.HeaderAuthorization, "Bearer "+token)
+	hr.Header.Set(protocol.HeaderIdempotencyKey, req.IdempotencyKey)
+	hr.Header.Set("Content-Type", protocol.ContentTypeJSON)
+	return hr, nil
+}
+
 // attempt sends one request and reads the response.
 func (d *Dispatcher) attempt(ctx context.Context, req Request) (int, []byte, error) {
 	token, err := d.opts.Signer.Sign(req.Audience, d.opts.TokenTTL)
 	if err != nil {
 		return 0, nil, fmt.Errorf("sign token for %s: %w", req.Audience, err)
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, req.URL, bytes.NewReader(req.Body))
+	hr, err := newHTTPRequest(ctx, req, token)
 	if err != nil {
-		return 0, nil, fmt.Errorf("build request to %s: %w", req.URL, err)
+		return 0, nil, err
 	}
-	hr.Header.Set(protocol.HeaderAuthorization, "Bearer "+token)
-	hr.Header.Set(protocol.HeaderIdempotencyKey, req.IdempotencyKey)
-	hr.Header.Set("Content-Type", protocol.ContentTypeJSON)
 	resp, err := d.client.Do(hr)
 	if err != nil {
 		return 0, nil, err

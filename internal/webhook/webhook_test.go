@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-rtc/switchboard/internal/protocol"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -436,5 +438,21 @@ func TestBackoffBounds(t *testing.T) {
 func TestNewNeedsSigner(t *testing.T) {
 	if _, err := New(Options{}); err == nil {
 		t.Fatal("no error")
+	}
+}
+
+// TestRequestNotReplayedByTransport: an attempt's request cannot be resent by net/http's
+// transport on its own (it would carry the same token, a replay to the bot); only the
+// dispatcher retries, with a fresh token.
+func TestRequestNotReplayedByTransport(t *testing.T) {
+	hr, err := newHTTPRequest(context.Background(), Request{URL: "http://127.0.0.1:1/call", Body: []byte(`{}`), IdempotencyKey: "k"}, "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hr.GetBody != nil {
+		t.Error("request has GetBody: the transport may resend it with the same token")
+	}
+	if hr.Header.Get(protocol.HeaderIdempotencyKey) != "k" || hr.Header.Get(protocol.HeaderAuthorization) != "Bearer tok" {
+		t.Errorf("headers %v", hr.Header)
 	}
 }
