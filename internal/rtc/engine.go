@@ -71,7 +71,8 @@ func VP8Codec() webrtc.RTPCodecParameters {
 
 // NewMediaEngine returns a media engine with exactly the session's codecs (Opus 111, VP8 96),
 // their RTCP feedback, and the header extensions mid, audio level (audio) and transport-wide
-// sequence numbers (both kinds).
+// sequence numbers (both kinds): the service's engine, which makes the offer. The bot answers
+// with NewBotMediaEngine, which leaves transport-wide congestion control out.
 func NewMediaEngine() (*webrtc.MediaEngine, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(OpusCodec(), webrtc.RTPCodecTypeAudio); err != nil {
@@ -99,9 +100,10 @@ func NewMediaEngine() (*webrtc.MediaEngine, error) {
 	return m, nil
 }
 
-// NewInterceptorRegistry returns the interceptors both sides run: NACK generation and response
-// (video only, as negotiated), RTCP sender and receiver reports, and transport-wide congestion
-// control (sequence numbers on what is sent, feedback on what is received). Their logs go to
+// NewInterceptorRegistry returns the service's interceptors (and its browsers'): NACK generation
+// and response (video only, as negotiated), RTCP sender and receiver reports, and transport-wide
+// congestion control (sequence numbers on what is sent, feedback on what is received), which
+// runs only where transport-cc is negotiated (not on bot legs: NewBotInterceptorRegistry). Their logs go to
 // slog.Default() (NewInterceptorRegistryWithLogs chooses).
 func NewInterceptorRegistry(m *webrtc.MediaEngine) (*interceptor.Registry, error) {
 	return NewInterceptorRegistryWithLogs(m, nil)
