@@ -828,6 +828,7 @@ func TestIdleSlotsCostNothing(t *testing.T) {
 			break
 		}
 	}
+	t.Logf("slot 1 heard again %d ticks after its first packet", heard)
 	if heard < 0 || heard > 3 {
 		t.Errorf("slot 1 speaking again: first heard %d ticks later, want within 3", heard)
 	}
