@@ -67,6 +67,11 @@ func TestBrowserMuxAndBotPorts(t *testing.T) {
 	for _, p := range []*testPeer{a, b} {
 		for _, pc := range []*webrtc.PeerConnection{p.pub, p.sub} {
 			eventually(t, p.name+" connected through the shared port", func() bool {
+				// Connected first: pion's GetSelectedCandidatePair reads the transport's gatherer
+				// without its lock, so it must not run while the transport is still starting.
+				if pc.ICEConnectionState() != webrtc.ICEConnectionStateConnected {
+					return false
+				}
 				pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 				if err != nil || pair == nil {
 					return false
