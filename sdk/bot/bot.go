@@ -12,6 +12,11 @@
 //	defer stop()
 //	err := bot.Run(ctx, cfg, func(p *sdk.MediaPlatform, c *sdk.Call) sdk.CallEvents { ... })
 //
+// With -debug-listen (off by default) it also serves, on a listener of its own, the process's
+// Prometheus metrics at /metrics (Config.AudioMetrics, which the bot's audio sockets record
+// into with AudioMetrics.Wrap, and the Go runtime and process collectors) and net/http/pprof's
+// profiles at /debug/pprof/. Neither is authenticated: keep that address on loopback.
+//
 // Nothing here is required: a bot with its own HTTP server mounts sdk.Handler itself.
 package bot
 
@@ -23,10 +28,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchboard-rtc/switchboard/sdk"
 )
@@ -42,6 +54,7 @@ const (
 	EnvMediaPort     = "BOT_MEDIA_PORT"
 	EnvMediaPublicIP = "BOT_MEDIA_PUBLIC_IP"
 	EnvLogFormat     = "BOT_LOG_FORMAT"
+	EnvDebugListen   = "BOT_DEBUG_LISTEN"
 )
 
 // CallingPath is where Run mounts the calling handler.
@@ -77,7 +90,17 @@ type Config struct {
 	MediaPublicIP string
 	// LogFormat is "text" (the default) or "json" (-log, $BOT_LOG_FORMAT); logs go to stderr.
 	LogFormat string
+	// DebugListen, when set, is the HTTP address that serves /metrics and /debug/pprof/
+	// (-debug-listen, $BOT_DEBUG_LISTEN); empty (the default) serves neither. Nothing there is
+	// authenticated and profiles reveal the process's internals: keep it on loopback
+	// (127.0.0.1:9100). Port 0 picks a free port (logged as "debug listener").
+	DebugListen string
 
+	// AudioMetrics measure the bot's audio event cadence; /metrics serves them. The bot's
+	// audio sockets record into them by wrapping their callback:
+	// OnAudioReceived: cfg.AudioMetrics.Wrap(onAudio). RegisterFlags makes them when nil; Run
+	// makes unused ones when they are still nil.
+	AudioMetrics *sdk.AudioMetrics
 	// Logger, when set, replaces the logger LogFormat would make.
 	Logger *slog.Logger
 	// Handler tunes the calling handler; Run sets its AppID, AppSecret, ServiceURL, PublicURL,
@@ -99,6 +122,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MediaPort, "media-port", port, "UDP port for every call's media; 0 picks one [$"+EnvMediaPort+"]")
 	fs.StringVar(&c.MediaPublicIP, "media-public-ip", os.Getenv(EnvMediaPublicIP), "public address of the media port behind a 1:1 NAT [$"+EnvMediaPublicIP+"]")
 	fs.StringVar(&c.LogFormat, "log", envOr(EnvLogFormat, "text"), "log format on stderr: text or json [$"+EnvLogFormat+"]")
+	fs.StringVar(&c.DebugListen, "debug-listen", os.Getenv(EnvDebugListen), "address serving /metrics and /debug/pprof/, unauthenticated: keep it on loopback; empty: off [$"+EnvDebugListen+"]")
+	if c.AudioMetrics == nil {
+		c.AudioMetrics = sdk.NewAudioMetrics()
+	}
 }
 
 func envOr(key, def string) string {
@@ -132,6 +159,16 @@ func Run(ctx context.Context, cfg Config, newCall NewCallFunc) error {
 		return fmt.Errorf("bot: listen on %s: %w", cfg.Listen, err)
 	}
 	defer ln.Close()
+	if cfg.AudioMetrics == nil {
+		cfg.AudioMetrics = sdk.NewAudioMetrics()
+	}
+	var debug *debugServer
+	if cfg.DebugListen != "" {
+		if debug, err = startDebug(cfg.DebugListen, cfg.AudioMetrics, log); err != nil {
+			return err
+		}
+		defer debug.close()
+	}
 	mediaIP := cfg.MediaIP
 	if host, _, _ := net.SplitHostPort(ln.Addr().String()); mediaIP == "" && host != "" {
 		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
@@ -195,6 +232,9 @@ func Run(ctx context.Context, cfg Config, newCall NewCallFunc) error {
 	<-served
 	_ = h.Close()        // every call's OnCleanup has returned when this does
 	_ = platform.Close() // then the media of any call still half set up
+	if debug != nil {
+		debug.close() // last: the metrics stay readable until the calls have ended
+	}
 	log.Info("bot stopped")
 	if serr != nil {
 		return fmt.Errorf("bot: shut the HTTP server down: %w", serr)
@@ -229,4 +269,58 @@ func hostOf(u string) string {
 		return "localhost"
 	}
 	return host
+}
+
+// debugServer serves /metrics and /debug/pprof/ on a listener of its own.
+type debugServer struct {
+	srv    *http.Server
+	served chan struct{}
+	once   sync.Once
+}
+
+// startDebug listens on addr and serves a registry with m and the Go runtime and process
+// collectors at /metrics, and the pprof handlers at /debug/pprof/, on a mux of its own.
+func startDebug(addr string, m *sdk.AudioMetrics, log *slog.Logger) (*debugServer, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(m); err != nil {
+		return nil, fmt.Errorf("bot: register the audio metrics: %w", err)
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("bot: debug listen on %s: %w", addr, err)
+	}
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+		log.Warn("debug listener is not on loopback: its metrics and profiles are unauthenticated", "addr", ln.Addr().String())
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index) // and the named profiles: heap, goroutine, ...
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	d := &debugServer{
+		srv: &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		},
+		served: make(chan struct{}),
+	}
+	go func() {
+		defer close(d.served)
+		_ = d.srv.Serve(ln) // returns when close closes it
+	}()
+	log.Info("debug listener", "metrics", "http://"+ln.Addr().String()+"/metrics", "pprof", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return d, nil
+}
+
+// close stops the server, cutting off any profile still being taken, and waits for it. It is
+// idempotent.
+func (d *debugServer) close() {
+	d.once.Do(func() {
+		_ = d.srv.Close()
+		<-d.served
+	})
 }
