@@ -6,7 +6,8 @@
 // secret, with webhookUrl http://127.0.0.1:9000/api/calling (docs/operator.md). Flags and their
 // environment variables (echo -h): -listen ($BOT_LISTEN), -public-url ($BOT_PUBLIC_URL), -service
 // ($SWITCHBOARD_URL), -app ($BOT_APP_ID), -secret ($BOT_APP_SECRET), -media-port
-// ($BOT_MEDIA_PORT), -media-ip, -media-public-ip. It stops cleanly on SIGINT or SIGTERM: every
+// ($BOT_MEDIA_PORT), -media-ip, -media-public-ip, -debug-listen ($BOT_DEBUG_LISTEN: /metrics and
+// /debug/pprof/ on a loopback address). It stops cleanly on SIGINT or SIGTERM: every
 // call ends and the service is told.
 package main
 
