@@ -5,19 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/switchboard-rtc/switchboard/internal/loadgen"
 	"github.com/switchboard-rtc/switchboard/media"
 	"github.com/switchboard-rtc/switchboard/sdk"
 	"github.com/switchboard-rtc/switchboard/sdk/bot"
@@ -29,15 +20,14 @@ const botCommand = "bot"
 // runBot is a measuring bot for load runs: the echo example's audio path (sendrecv, every
 // received frame sent back) or a receive-only one (frames released, as a recorder that keeps
 // nothing), with each socket's OnAudioReceived wrapped by sdk.AudioMetrics, and /metrics and
-// /debug/pprof/ served on -debug-listen. It stands in for the examples until they serve the
-// same metrics themselves.
+// /debug/pprof/ served on -debug-listen. The examples serve the same metrics (sdk/bot's
+// -debug-listen); this bot measures the audio path alone, without their video.
 func runBot(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("switchboard-load bot", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg bot.Config
 	cfg.RegisterFlags(fs)
 	mode := fs.String("mode", "sendrecv", "sendrecv (echo the audio) or recvonly (receive and release)")
-	debug := fs.String(loadgen.DebugListenFlag, "127.0.0.1:0", "loopback address for /metrics and /debug/pprof/")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -50,25 +40,13 @@ func runBot(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "switchboard-load bot: mode %q, want sendrecv or recvonly\n", *mode)
 		return 2
 	}
-	metrics := sdk.NewAudioMetrics()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ln, err := net.Listen("tcp", *debug)
-	if err != nil {
-		fmt.Fprintln(stderr, "switchboard-load bot:", err)
-		return 1
+	if cfg.DebugListen == "" {
+		cfg.DebugListen = "127.0.0.1:0" // this bot is for measuring: its metrics are always served
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	dsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = dsrv.Serve(ln) }()
-	defer dsrv.Close()
-
+	metrics := cfg.AudioMetrics
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = bot.Run(ctx, cfg, func(p *sdk.MediaPlatform, c *sdk.Call) sdk.CallEvents {
+	err := bot.Run(ctx, cfg, func(p *sdk.MediaPlatform, c *sdk.Call) sdk.CallEvents {
 		var audio *sdk.AudioSocket
 		return sdk.CallEvents{
 			OnIncomingCall: func(context.Context, *sdk.IncomingCall) sdk.Workflow {

@@ -97,10 +97,14 @@ func (r *recording) answer(ctx context.Context, in *sdk.IncomingCall) sdk.Workfl
 		return sdk.Reject("the recorder cannot write its files")
 	}
 	r.mix = mix
+	onAudio := r.onAudio
+	if r.opts.metrics != nil {
+		onAudio = r.opts.metrics.Wrap(onAudio) // -debug-listen's audio event cadence
+	}
 	r.audio, err = sdk.NewAudioSocket(sdk.AudioSocketSettings{
 		Direction:       sdk.Recvonly,
 		ReceiveUnmixed:  r.opts.perSpeaker,
-		OnAudioReceived: r.onAudio,
+		OnAudioReceived: onAudio,
 		QueueFrames:     50, // a second of slack for the disk
 	})
 	if err != nil {
