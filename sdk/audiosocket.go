@@ -171,12 +171,10 @@ type AudioSocket struct {
 	events   *eventQueue[audioEvent]
 	sendQ    chan *media.AudioBuffer
 
-	mu     sync.Mutex
-	owner  *MediaConfiguration
-	call   *callMedia
-	log    *slog.Logger
-	slots  []*audioSlot
-	closed bool
+	socketBinding // mu, owner, closed; mu also guards call, log, slots
+	call          *callMedia
+	log           *slog.Logger
+	slots         []*audioSlot
 
 	track     *webrtc.TrackLocalStaticRTP // nil when not sending
 	rtpSender *webrtc.RTPSender
@@ -334,23 +332,7 @@ func NewAudioSocket(s AudioSocketSettings) (*AudioSocket, error) {
 	}, nil
 }
 
-type audioClaim struct{ s *AudioSocket }
-
-func (c audioClaim) unclaim() {
-	c.s.mu.Lock()
-	c.s.owner = nil
-	c.s.mu.Unlock()
-}
-
-func (s *AudioSocket) claim(m *MediaConfiguration) socketClaim {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.owner != nil || s.closed {
-		return nil
-	}
-	s.owner = m
-	return audioClaim{s}
-}
+func (s *AudioSocket) claim(m *MediaConfiguration) socketClaim { return s.bind(m) }
 
 func (s *AudioSocket) lineKind() rtc.Kind { return rtc.KindAudio }
 

@@ -109,12 +109,10 @@ type VideoSocket struct {
 	events   *eventQueue[videoEvent]
 	sendQ    chan *media.VideoBuffer
 
-	mu     sync.Mutex
-	owner  *MediaConfiguration
-	call   *callMedia
-	log    *slog.Logger
-	closed bool
-	reads  int
+	socketBinding // mu, owner, closed; mu also guards call, log, reads
+	call          *callMedia
+	log           *slog.Logger
+	reads         int
 
 	track     *webrtc.TrackLocalStaticRTP
 	rtpSender *webrtc.RTPSender
@@ -198,23 +196,7 @@ func NewVideoSocket(s VideoSocketSettings) (*VideoSocket, error) {
 // slot it is bound to). A screen-share socket's ID is 0.
 func (s *VideoSocket) ID() int { return s.id }
 
-type videoClaim struct{ s *VideoSocket }
-
-func (c videoClaim) unclaim() {
-	c.s.mu.Lock()
-	c.s.owner = nil
-	c.s.mu.Unlock()
-}
-
-func (s *VideoSocket) claim(m *MediaConfiguration) socketClaim {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.owner != nil || s.closed {
-		return nil
-	}
-	s.owner = m
-	return videoClaim{s}
-}
+func (s *VideoSocket) claim(m *MediaConfiguration) socketClaim { return s.bind(m) }
 
 func (s *VideoSocket) lineKind() rtc.Kind {
 	if s.settings.ScreenShare {
