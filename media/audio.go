@@ -2,7 +2,6 @@ package media
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -133,20 +132,13 @@ func (b *AudioBuffer) intact() bool {
 // from any goroutine. Once the pool holds as many buffers as are in use at once, Get and Release
 // allocate nothing.
 type AudioPool struct {
-	name string
-
-	mu         sync.Mutex
-	idle       []*AudioBuffer
-	quarantine [audioQuarantine]*AudioBuffer // checking builds: released, not yet reusable
-	qnext      int
-	made       uint64
-	out        int
+	pool[AudioBuffer]
 }
 
 // NewAudioPool returns an empty pool; name identifies it in panic messages (for example the call
 // and socket it serves).
 func NewAudioPool(name string) *AudioPool {
-	return &AudioPool{name: name, idle: make([]*AudioBuffer, 0, maxIdleAudio)}
+	return &AudioPool{newPool[AudioBuffer](name, maxIdleAudio, audioQuarantine)}
 }
 
 // Get returns a buffer that is now the caller's, until Release: samples zero (silence), no active
@@ -174,34 +166,4 @@ func (p *AudioPool) Get() *AudioBuffer {
 		b.state.Store(stateHeld)
 	}
 	return b
-}
-
-// put takes back a released buffer.
-func (p *AudioPool) put(b *AudioBuffer) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.out--
-	if debugChecks {
-		b, p.quarantine[p.qnext] = p.quarantine[p.qnext], b
-		p.qnext = (p.qnext + 1) % len(p.quarantine)
-		if b == nil {
-			return
-		}
-	}
-	if len(p.idle) < cap(p.idle) {
-		p.idle = append(p.idle, b)
-	}
-}
-
-// Stats counts the pool's buffers.
-func (p *AudioPool) Stats() PoolStats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s := PoolStats{Allocated: int(p.made), Outstanding: p.out, Idle: len(p.idle)}
-	for _, b := range p.quarantine {
-		if b != nil {
-			s.Idle++
-		}
-	}
-	return s
 }

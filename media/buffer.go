@@ -3,6 +3,7 @@ package media
 import (
 	"bytes"
 	"fmt"
+	"sync"
 	"sync/atomic"
 )
 
@@ -87,4 +88,51 @@ type PoolStats struct {
 	Allocated   int // buffers the pool has made, those it has since let go included
 	Outstanding int // buffers handed out and not yet released
 	Idle        int // buffers ready for reuse, quarantined ones included
+}
+
+// pool is the bookkeeping both buffer pools share: the idle buffers, the quarantine of the
+// checking builds, and the counts. Its fields are guarded by mu.
+type pool[T any] struct {
+	name string
+
+	mu         sync.Mutex
+	idle       []*T
+	quarantine []*T // checking builds: released, not yet reusable
+	qnext      int
+	made       uint64
+	out        int
+}
+
+func newPool[T any](name string, maxIdle, quarantine int) pool[T] {
+	return pool[T]{name: name, idle: make([]*T, 0, maxIdle), quarantine: make([]*T, quarantine)}
+}
+
+// put takes back a released buffer.
+func (p *pool[T]) put(b *T) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.out--
+	if debugChecks {
+		b, p.quarantine[p.qnext] = p.quarantine[p.qnext], b
+		p.qnext = (p.qnext + 1) % len(p.quarantine)
+		if b == nil {
+			return
+		}
+	}
+	if len(p.idle) < cap(p.idle) {
+		p.idle = append(p.idle, b)
+	}
+}
+
+// Stats counts the pool's buffers.
+func (p *pool[T]) Stats() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := PoolStats{Allocated: int(p.made), Outstanding: p.out, Idle: len(p.idle)}
+	for _, b := range p.quarantine {
+		if b != nil {
+			s.Idle++
+		}
+	}
+	return s
 }

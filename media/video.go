@@ -2,7 +2,6 @@ package media
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -88,19 +87,12 @@ func (b *VideoBuffer) String() string {
 // goroutine. While the formats asked for stay the same, Get and Release allocate nothing once the
 // pool holds as many buffers as are in use at once.
 type VideoPool struct {
-	name string
-
-	mu         sync.Mutex
-	idle       []*VideoBuffer
-	quarantine [videoQuarantine]*VideoBuffer // checking builds: released, not yet reusable
-	qnext      int
-	made       uint64
-	out        int
+	pool[VideoBuffer]
 }
 
 // NewVideoPool returns an empty pool; name identifies it in panic messages.
 func NewVideoPool(name string) *VideoPool {
-	return &VideoPool{name: name, idle: make([]*VideoBuffer, 0, maxIdleVideo)}
+	return &VideoPool{newPool[VideoBuffer](name, maxIdleVideo, videoQuarantine)}
 }
 
 // Get returns a buffer of format that is now the caller's, until Release. Data has
@@ -143,34 +135,4 @@ func (p *VideoPool) Get(format VideoFormat) *VideoBuffer {
 	b.format, b.OriginalFormat = format, format
 	b.Timestamp, b.SourceID = 0, 0
 	return b
-}
-
-// put takes back a released buffer.
-func (p *VideoPool) put(b *VideoBuffer) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.out--
-	if debugChecks {
-		b, p.quarantine[p.qnext] = p.quarantine[p.qnext], b
-		p.qnext = (p.qnext + 1) % len(p.quarantine)
-		if b == nil {
-			return
-		}
-	}
-	if len(p.idle) < cap(p.idle) {
-		p.idle = append(p.idle, b)
-	}
-}
-
-// Stats counts the pool's buffers.
-func (p *VideoPool) Stats() PoolStats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s := PoolStats{Allocated: int(p.made), Outstanding: p.out, Idle: len(p.idle)}
-	for _, b := range p.quarantine {
-		if b != nil {
-			s.Idle++
-		}
-	}
-	return s
 }
