@@ -55,6 +55,19 @@ func (d StreamDirection) webrtc() webrtc.RTPTransceiverDirection {
 	return webrtc.RTPTransceiverDirectionSendrecv
 }
 
+// onLine is the direction a socket with direction d answers an m-line with: its own direction on
+// the line it sends on, receive-only on the others it receives (more speakers, more slots), and
+// inactive where it does not receive.
+func (d StreamDirection) onLine(ownLine bool) webrtc.RTPTransceiverDirection {
+	if ownLine {
+		return d.webrtc()
+	}
+	if d.receives() {
+		return webrtc.RTPTransceiverDirectionRecvonly
+	}
+	return webrtc.RTPTransceiverDirectionInactive
+}
+
 // MediaSendStatus says whether a socket may send: Active once the call's media transport is
 // connected (and the socket and the offer allow sending), Inactive otherwise.
 type MediaSendStatus uint8
@@ -337,13 +350,7 @@ func (s *AudioSocket) claim(m *MediaConfiguration) socketClaim { return s.bind(m
 func (s *AudioSocket) lineKind() rtc.Kind { return rtc.KindAudio }
 
 func (s *AudioSocket) want(line rtc.Line) webrtc.RTPTransceiverDirection {
-	if line.Index == 0 {
-		return s.settings.Direction.webrtc()
-	}
-	if s.settings.Direction.receives() {
-		return webrtc.RTPTransceiverDirectionRecvonly
-	}
-	return webrtc.RTPTransceiverDirectionInactive
+	return s.settings.Direction.onLine(line.Index == 0)
 }
 
 func (s *AudioSocket) start(call *callMedia) error {

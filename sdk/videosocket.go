@@ -206,13 +206,7 @@ func (s *VideoSocket) lineKind() rtc.Kind {
 }
 
 func (s *VideoSocket) want(line rtc.Line) webrtc.RTPTransceiverDirection {
-	if line.Index == 0 && line.Kind == rtc.KindVideo {
-		return s.settings.Direction.webrtc()
-	}
-	if s.settings.Direction.receives() {
-		return webrtc.RTPTransceiverDirectionRecvonly
-	}
-	return webrtc.RTPTransceiverDirectionInactive
+	return s.settings.Direction.onLine(line.Index == 0 && line.Kind == rtc.KindVideo)
 }
 
 func (s *VideoSocket) start(call *callMedia) error {
