@@ -300,19 +300,11 @@ func TestVideoFrameAllocs(t *testing.T) {
 		t.Skip("the checking build's buffer quarantine is not the steady state")
 	}
 	delivered := 0
-	s, err := NewVideoSocket(VideoSocketSettings{Direction: Recvonly, OnVideoReceived: func(e VideoReceivedEvent) {
+	r := newTestReceiver(t, func(e VideoReceivedEvent) {
 		delivered++
 		e.Buffer.Release()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.log = slog.New(slog.DiscardHandler)
-	r, err := newVideoReceiver(s, nil, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.dec.Close()
+	})
+	s := r.s
 	frames := videoPackets(t, 60, 320, 180)
 	n := 0
 	step := func() {
@@ -533,22 +525,14 @@ func TestVideoSendNoUpscale(t *testing.T) {
 // constant.
 func TestVideoFrameRate(t *testing.T) {
 	var rates []float64
-	s, err := NewVideoSocket(VideoSocketSettings{Direction: Recvonly, OnVideoReceived: func(e VideoReceivedEvent) {
+	r := newTestReceiver(t, func(e VideoReceivedEvent) {
 		rates = append(rates, e.Buffer.Format().FrameRate)
 		if e.Buffer.OriginalFormat.FrameRate != e.Buffer.Format().FrameRate {
 			t.Errorf("original format %v, format %v", e.Buffer.OriginalFormat, e.Buffer.Format())
 		}
 		e.Buffer.Release()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.log = slog.New(slog.DiscardHandler)
-	r, err := newVideoReceiver(s, nil, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.dec.Close()
+	})
+	s := r.s
 	const start = 1<<32 - 6000*50 // wraps after 50 frames
 	frames := videoPacketsEvery(t, 150, 160, 90, func(n int) uint32 {
 		switch {
@@ -599,22 +583,14 @@ func FuzzVideoReceive(f *testing.F) {
 		f.Add(in)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		s, err := NewVideoSocket(VideoSocketSettings{Direction: Recvonly, OnVideoReceived: func(e VideoReceivedEvent) {
+		r := newTestReceiver(t, func(e VideoReceivedEvent) {
 			fm := e.Buffer.Format()
 			if fm.Width < 1 || fm.Height < 1 || !(fm.FrameRate > 0 && fm.FrameRate <= vp8.ClockRate) {
 				t.Errorf("delivered a frame of format %v", fm)
 			}
 			e.Buffer.Release()
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.log = slog.New(slog.DiscardHandler)
-		r, err := newVideoReceiver(s, nil, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.dec.Close()
+		})
+		s := r.s
 		for len(in) >= 2 {
 			n := int(binary.BigEndian.Uint16(in))
 			in = in[2:]
@@ -630,4 +606,21 @@ func FuzzVideoReceive(f *testing.F) {
 			s.deliver(e)
 		}
 	})
+}
+
+// newTestReceiver is a receive-only socket's receiver, fed by the test through packet, whose
+// frames go to onVideo on the socket's event goroutine. Its decoder closes with the test.
+func newTestReceiver(t testing.TB, onVideo func(VideoReceivedEvent)) *videoReceiver {
+	t.Helper()
+	s, err := NewVideoSocket(VideoSocketSettings{Direction: Recvonly, OnVideoReceived: onVideo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.log = slog.New(slog.DiscardHandler)
+	r, err := newVideoReceiver(s, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.dec.Close)
+	return r
 }
