@@ -203,12 +203,13 @@ type AudioSocket struct {
 	stopClock  context.CancelFunc
 
 	// Owned by the clock goroutine.
-	enc     *opus.Encoder
-	opusOut []byte
-	pkt     rtp.Packet
-	sending bool // sent a packet in the previous tick (marker after gaps)
-	order   []int
-	ids     []uint32
+	enc          *opus.Encoder
+	opusOut      []byte
+	pkt          rtp.Packet
+	sending      bool   // sent a packet in the previous tick (marker after gaps)
+	encodeErrors uint64 // frames the encoder refused (logged once, not per frame)
+	order        []int
+	ids          []uint32
 
 	noise comfortNoise // of the mix when no slot plays
 
@@ -615,7 +616,9 @@ func (s *AudioSocket) send() {
 	}
 	n, err := s.enc.Encode(buf.Samples(), s.opusOut)
 	if err != nil {
-		s.log.Warn("encode audio", "err", err)
+		if s.encodeErrors++; s.encodeErrors == 1 {
+			s.log.Warn("encode audio; dropping frames the encoder refuses (logged once)", "err", err)
+		}
 		return
 	}
 	s.pkt.Marker = !s.sending
