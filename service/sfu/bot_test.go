@@ -175,6 +175,12 @@ func TestBotLeg(t *testing.T) {
 	peers[1].setLevel(25)
 	peers[2].setLevel(30)
 	peers[3].setLevel(120)
+	// The bot joins once every speaker's loudness is established (A, the loudest, has taken the
+	// floor): before that a quiet stream may rightly fill a slot that nobody louder claims yet.
+	for _, p := range peers {
+		waitLayersN(t, c, p.p.SourceID(StreamAudio), 1, p.name+"'s audio published")
+	}
+	eventually(t, "A dominant", func() bool { return c.DominantSpeaker() == peers[0].p.SourceID(StreamAudio) })
 	botP, err := c.AddBot("bot", BotOptions{DisplayName: "Bot"})
 	if err != nil {
 		t.Fatal(err)

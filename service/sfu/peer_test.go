@@ -403,10 +403,16 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // waitLayers waits until c's roster shows the video source src with all three layers.
 func waitLayers(t *testing.T, c *Conference, src uint32, what string) {
 	t.Helper()
+	waitLayersN(t, c, src, 3, what)
+}
+
+// waitLayersN waits until the roster shows n layers of the stream src.
+func waitLayersN(t *testing.T, c *Conference, src uint32, n int, what string) {
+	t.Helper()
 	eventually(t, what, func() bool {
 		for _, p := range c.Roster() {
 			for _, st := range p.Streams {
-				if st.SourceID == src && st.Layers == 3 {
+				if st.SourceID == src && st.Layers == n {
 					return true
 				}
 			}
