@@ -152,18 +152,55 @@ type AudioSocketSettings struct {
 	SendQueueFrames int
 	// Bitrate of the sent Opus stream in bits a second; 0 means 32000.
 	Bitrate int
-	// Complexity of the Opus encoder, 1..10; 0 means 1. Encoding is most of a sending call's
-	// CPU: on a 2-core development machine about 70 µs a frame (3.5 ms a second) at 1, 130–170
-	// µs at 2 to 5 and about 200 µs at 10. At 32 kbit/s with FEC the waveform survives encode
-	// and decode as well at 1 as at 5 (speech-like audio: correlation 0.97 and SNR 12 dB at
-	// both; a 1 kHz tone 0.99 and 18 dB); higher complexities mainly buy perceptual refinements
-	// (noise shaping, pitch analysis) that matter for music or low bitrates. Raise it when CPU is
-	// plentiful and the audio is heard by people rather than by speech recognition.
+	// Encoding chooses how the sent audio is encoded: LowDelayEncoding (the zero value) or
+	// VoiceEncoding. See AudioEncoding.
+	Encoding AudioEncoding
+	// Complexity of the Opus encoder, 0..10; 0, the default, is the cheapest. Encoding is most
+	// of a sending call's CPU. With LowDelayEncoding a 20 ms frame costs about 12 µs at 0 and
+	// 20 µs at 1 on a 2-core development machine, and the waveform survives encode and decode
+	// better than with VoiceEncoding at any complexity (speech-like audio: SNR 18 dB at 0, 20 dB
+	// at 5). With VoiceEncoding about 50–60 µs at 0 or 1 and 130–170 at 5. Higher complexities
+	// mainly buy perceptual refinements that matter for music or low bitrates
+	// (TestOpusEncodingQuality logs the figures).
 	Complexity int
 }
 
-// defaultComplexity is the Opus encoder complexity when AudioSocketSettings.Complexity is 0.
-const defaultComplexity = 1
+// AudioEncoding is how an audio socket encodes what the bot sends. Both are Opus at the
+// Bitrate; any receiver decodes either.
+type AudioEncoding uint8
+
+const (
+	// LowDelayEncoding is Opus's transform mode (CELT, OPUS_APPLICATION_RESTRICTED_LOWDELAY):
+	// the least delay and CPU, and the most faithful waveform, which suits synthesised voices,
+	// prompts, music and audio that software listens to. It carries no in-band redundancy: a
+	// receiver conceals a lost packet (PLC) instead of recovering it.
+	LowDelayEncoding AudioEncoding = iota
+	// VoiceEncoding is Opus's speech mode (SILK, OPUS_APPLICATION_VOIP) with in-band forward
+	// error correction for 5 % loss: a receiver recovers a lost packet from the next one. It
+	// costs about four times the CPU of LowDelayEncoding; choose it for people listening over
+	// lossy networks.
+	VoiceEncoding
+)
+
+// String returns the encoding's name.
+func (e AudioEncoding) String() string {
+	switch e {
+	case LowDelayEncoding:
+		return "low-delay"
+	case VoiceEncoding:
+		return "voice"
+	}
+	return fmt.Sprintf("AudioEncoding(%d)", uint8(e))
+}
+
+// encoderConfig is the Opus encoder configuration of an encoding (without the complexity,
+// which the caller sets, since opus.EncoderConfig reads 0 as its own default).
+func (e AudioEncoding) encoderConfig(bitrate int) opus.EncoderConfig {
+	if e == VoiceEncoding {
+		return opus.EncoderConfig{Bitrate: bitrate, FEC: true, PacketLossPercent: 5}
+	}
+	return opus.EncoderConfig{Bitrate: bitrate, Application: opus.AppRestrictedLowDelay}
+}
 
 // idleAfter is how many ticks without a packet make a slot idle once its playout plays
 // comfort noise: 500 ms, longer than the jitter buffer's deepest delay (200 ms) plus the
@@ -278,12 +315,17 @@ func (sl *audioSlot) idle() bool {
 	return sl.quiet >= idleAfter && (sl.kind == playout.ComfortNoise || sl.kind == 0)
 }
 
-// newEncoder makes the socket's Opus encoder: its bitrate and complexity, in-band FEC for 5 %
-// loss.
+// newEncoder makes the socket's Opus encoder: its encoding, bitrate and complexity.
 func (s *AudioSocket) newEncoder() (*opus.Encoder, error) {
-	enc, err := opus.NewEncoder(opus.EncoderConfig{Bitrate: s.settings.Bitrate, Complexity: s.settings.Complexity, FEC: true, PacketLossPercent: 5})
+	enc, err := opus.NewEncoder(s.settings.Encoding.encoderConfig(s.settings.Bitrate))
+	if err == nil {
+		if err = enc.SetComplexity(s.settings.Complexity); err != nil {
+			enc.Close()
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("sdk: audio socket encoder (%d bit/s, complexity %d): %w", s.settings.Bitrate, s.settings.Complexity, err)
+		return nil, fmt.Errorf("sdk: audio socket encoder (%s, %d bit/s, complexity %d): %w",
+			s.settings.Encoding, s.settings.Bitrate, s.settings.Complexity, err)
 	}
 	return enc, nil
 }
@@ -334,8 +376,8 @@ func NewAudioSocket(s AudioSocketSettings) (*AudioSocket, error) {
 	if s.Complexity < 0 || s.Complexity > 10 {
 		return nil, fmt.Errorf("sdk: Opus complexity %d out of 0..10", s.Complexity)
 	}
-	if s.Complexity == 0 {
-		s.Complexity = defaultComplexity
+	if s.Encoding > VoiceEncoding {
+		return nil, fmt.Errorf("sdk: audio socket: unknown encoding %v", s.Encoding)
 	}
 	return &AudioSocket{
 		settings: s,

@@ -674,10 +674,13 @@ func toneSignal(i int, pcm []int16) {
 // codecPass encodes frames frames of signal as the socket does (32 kbit/s, FEC, the given
 // complexity), decodes them and returns the correlation and the SNR (dB) of the decoded audio
 // against the input, aligned for the codec's delay, past the first 100 ms.
-func codecPass(t *testing.T, complexity int, signal func(int, []int16), frames int) (corr, snr float64) {
+func codecPass(t *testing.T, cfg opus.EncoderConfig, signal func(int, []int16), frames int) (corr, snr float64) {
 	t.Helper()
-	enc, err := opus.NewEncoder(opus.EncoderConfig{Bitrate: 32000, Complexity: complexity, FEC: true, PacketLossPercent: 5})
+	enc, err := opus.NewEncoder(cfg)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.SetComplexity(cfg.Complexity); err != nil { // 0 is a complexity here, not "the default"
 		t.Fatal(err)
 	}
 	defer enc.Close()
@@ -729,19 +732,30 @@ func codecPass(t *testing.T, complexity int, signal func(int, []int16), frames i
 	return best, 10 * math.Log10(ew/noise)
 }
 
-// TestOpusComplexityQuality: the socket's default encoder complexity (1) keeps the audio tests'
-// bar (correlation ≥ 0.9 through encode and decode) on speech-like audio and on tones; the
-// figures of complexity 5 are logged beside it for the trade-off.
-func TestOpusComplexityQuality(t *testing.T) {
+// TestOpusEncodingQuality: both encodings at the socket's default complexity (0) keep the audio
+// tests' bar (correlation ≥ 0.9 through encode and decode) on speech-like audio and on tones, and
+// the default, LowDelayEncoding, keeps the waveform at SNR ≥ 15 dB; the figures of complexity 1
+// and 5 are logged beside them for the trade-off.
+func TestOpusEncodingQuality(t *testing.T) {
 	for _, sig := range []struct {
 		name string
 		f    func(int, []int16)
 	}{{"speech-like", speechLikeSignal}, {"two tones", testSignal}, {"1 kHz tone", toneSignal}} {
-		for _, c := range []int{defaultComplexity, 5} {
-			corr, snr := codecPass(t, c, sig.f, 150)
-			t.Logf("%s, complexity %d: correlation %.4f, SNR %.1f dB", sig.name, c, corr, snr)
-			if corr < 0.9 {
-				t.Errorf("%s through Opus at complexity %d: correlation %.3f, want ≥ 0.9", sig.name, c, corr)
+		for _, e := range []AudioEncoding{LowDelayEncoding, VoiceEncoding} {
+			for _, c := range []int{0, 1, 5} {
+				cfg := e.encoderConfig(32000)
+				cfg.Complexity = c
+				corr, snr := codecPass(t, cfg, sig.f, 150)
+				t.Logf("%s, %s encoding, complexity %d: correlation %.4f, SNR %.1f dB", sig.name, e, c, corr, snr)
+				if c != 0 {
+					continue
+				}
+				if corr < 0.9 {
+					t.Errorf("%s through %s encoding: correlation %.3f, want ≥ 0.9", sig.name, e, corr)
+				}
+				if e == LowDelayEncoding && snr < 15 {
+					t.Errorf("%s through %s encoding: SNR %.1f dB, want ≥ 15", sig.name, e, snr)
+				}
 			}
 		}
 	}
