@@ -229,6 +229,49 @@ func TestCrash(t *testing.T) {
 	}
 }
 
+// TestRealFileBetweenUpdates: on a real file (sizes rewritten with WriteAt), what is on disk
+// between updates is a readable WAV file with every sample up to the last update, and the
+// samples after it are not lost by Close.
+func TestRealFileBetweenUpdates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "growing.wav")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := NewWriter(f, 16000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.SetUpdateEvery(5)
+	want := tone(320*8, 0)
+	for i := range 8 { // updates after the 1st and the 6th Write
+		if err := w.Write(want[320*i : 320*(i+1)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	onDisk := func() []int16 {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return readAll(t, r, 320)
+	}
+	if got := onDisk(); len(got) != 320*6 || !equal(got, want[:len(got)]) {
+		t.Errorf("before Close: %d samples on disk, want the first %d", len(got), 320*6)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := onDisk(); !equal(got, want) {
+		t.Errorf("after Close: %d samples on disk, want %d", len(got), len(want))
+	}
+}
+
 // chunk builds a RIFF chunk, padded to an even size.
 func chunk(id string, body []byte) []byte {
 	b := append([]byte(id), 0, 0, 0, 0)

@@ -41,23 +41,24 @@ var (
 
 // Writer writes 16-bit PCM samples to a WAV file.
 //
-// It writes a complete header before any sample, with the sizes it has at that point, and
-// rewrites the RIFF and data sizes after the first Write and then every UpdateEvery Writes (two
-// seeks and two 4-byte writes), and on Close. If the process dies, the file on disk is a valid
-// WAV file holding everything up to the last update: at most UpdateEvery-1 Writes are missing
-// from its declared size (their bytes are still there, after the declared end, for a reader that
-// wants them). Updating more often narrows that loss at the cost of more seeks and writes;
-// DefaultUpdateEvery Writes of 20 ms frames is one second of audio.
+// It writes a complete header before any sample, with the sizes it has at that point. It keeps
+// the samples of UpdateEvery Writes in memory and then writes them at once and rewrites the
+// RIFF and data sizes (with WriteAt when the file has it, else two seeks): after the first
+// Write, then every UpdateEvery Writes, and on Close. If the process dies, the file on disk is a
+// valid WAV file holding everything up to the last update: at most UpdateEvery-1 Writes are
+// missing. Updating more often narrows that loss at the cost of more system calls;
+// DefaultUpdateEvery Writes of 20 ms frames is one second of audio, written with three system
+// calls instead of fifty.
 //
 // A Writer is not safe for concurrent use.
 type Writer struct {
 	w           io.WriteSeeker
 	start       int64 // position of the header in w
 	channels    int
-	dataSize    int64 // bytes of samples written
+	dataSize    int64 // bytes of samples written to w
 	writes      int   // Writes since the last size update
 	updateEvery int
-	buf         []byte
+	pending     []byte  // samples of the Writes since the last update, not yet written to w
 	size        [4]byte // a size field being rewritten
 	err         error   // sticky: the first error, or ErrClosed after Close
 }
@@ -103,7 +104,7 @@ func (w *Writer) SetUpdateEvery(n int) {
 }
 
 // Write appends interleaved samples (a whole number of frames: len(samples) a multiple of the
-// channel count). It allocates nothing once its conversion buffer has grown to the largest
+// channel count). It allocates nothing once its buffer has grown to UpdateEvery of the largest
 // Write.
 func (w *Writer) Write(samples []int16) error {
 	if w.err != nil {
@@ -113,25 +114,22 @@ func (w *Writer) Write(samples []int16) error {
 		return fmt.Errorf("wav: write %d samples: not a whole number of %d-channel frames: %w", len(samples), w.channels, ErrMalformed)
 	}
 	n := 2 * len(samples)
-	if w.dataSize+int64(n) > maxDataSize {
-		return fmt.Errorf("wav: write %d samples after %d bytes: %w", len(samples), w.dataSize, ErrTooLarge)
+	if w.dataSize+int64(len(w.pending)+n) > maxDataSize {
+		return fmt.Errorf("wav: write %d samples after %d bytes: %w", len(samples), w.dataSize+int64(len(w.pending)), ErrTooLarge)
 	}
-	if cap(w.buf) < n {
-		w.buf = make([]byte, n)
+	if cap(w.pending)-len(w.pending) < n {
+		grown := make([]byte, len(w.pending), len(w.pending)+n*w.updateEvery)
+		copy(grown, w.pending)
+		w.pending = grown
 	}
-	b := w.buf[:n]
+	b := w.pending[len(w.pending) : len(w.pending)+n]
 	for i, s := range samples {
 		binary.LittleEndian.PutUint16(b[2*i:], uint16(s))
 	}
-	written, err := w.w.Write(b)
-	w.dataSize += int64(written)
-	if err != nil {
-		w.err = fmt.Errorf("wav: write %d samples: %w", len(samples), err)
-		return w.err
-	}
+	w.pending = w.pending[:len(w.pending)+n]
 	w.writes++
 	if w.writes >= w.updateEvery {
-		if err := w.updateSizes(); err != nil {
+		if err := w.update(); err != nil {
 			w.err = err
 			return err
 		}
@@ -139,7 +137,19 @@ func (w *Writer) Write(samples []int16) error {
 	return nil
 }
 
-// updateSizes rewrites the RIFF and data sizes and returns to the end of the data.
+// update writes the pending samples and then the sizes that include them.
+func (w *Writer) update() error {
+	written, err := w.w.Write(w.pending)
+	w.dataSize += int64(written)
+	n := len(w.pending)
+	w.pending = w.pending[:0]
+	if err != nil {
+		return fmt.Errorf("wav: write %d bytes of samples: %w", n, err)
+	}
+	return w.updateSizes()
+}
+
+// updateSizes rewrites the RIFF and data sizes and leaves w at the end of the data.
 func (w *Writer) updateSizes() error {
 	w.writes = 0
 	b := w.size[:]
@@ -151,13 +161,24 @@ func (w *Writer) updateSizes() error {
 	if err := w.writeAt(b, w.start+40); err != nil {
 		return err
 	}
+	if _, ok := w.w.(io.WriterAt); ok {
+		return nil
+	}
 	if _, err := w.w.Seek(w.start+headerSize+w.dataSize, io.SeekStart); err != nil {
 		return fmt.Errorf("wav: update sizes: seek to the end: %w", err)
 	}
 	return nil
 }
 
+// writeAt writes b at off: with WriteAt, which leaves the position alone, when w has it;
+// otherwise by seeking there (updateSizes seeks back).
 func (w *Writer) writeAt(b []byte, off int64) error {
+	if wa, ok := w.w.(io.WriterAt); ok {
+		if _, err := wa.WriteAt(b, off); err != nil {
+			return fmt.Errorf("wav: update sizes at %d: %w", off, err)
+		}
+		return nil
+	}
 	if _, err := w.w.Seek(off, io.SeekStart); err != nil {
 		return fmt.Errorf("wav: update sizes: seek to %d: %w", off, err)
 	}
@@ -178,7 +199,7 @@ func (w *Writer) Close() error {
 		w.err = fmt.Errorf("wav: %w", ErrClosed)
 		return err
 	}
-	err := w.updateSizes()
+	err := w.update()
 	w.err = fmt.Errorf("wav: %w", ErrClosed)
 	return err
 }
