@@ -22,6 +22,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,8 +41,9 @@ type options struct {
 	quiet, logs          bool
 	botArgs, serviceArgs string
 	peerPorts, loadBot   string
-	profile              string
+	profile, cpuProfile  string
 	keep                 bool
+	procs                int
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -72,6 +75,8 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.logs, "logs", false, "copy the spawned processes' logs to stderr")
 	fs.BoolVar(&o.keep, "keep", false, "keep the spawned processes' work directory (binaries, configuration, logs)")
 	fs.StringVar(&o.profile, "profile", "", "directory for CPU profiles of the service and bot over the window (pprof when they serve /debug/pprof, else perf)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the load generator itself over the measured window to this file (go tool pprof -top FILE)")
+	fs.IntVar(&o.procs, "procs", 0, "GOMAXPROCS of the load generator itself (0: Go's default); the spawned processes keep theirs")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
@@ -108,6 +113,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "switchboard-load:", err)
 		return 2
+	}
+	if o.procs > 0 {
+		runtime.GOMAXPROCS(o.procs)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -147,13 +155,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "service %s (pid %d), bot %s (pid %d), bot metrics %q\n", sp.ServiceURL, sp.ServicePID, cfg.Bot, sp.BotPID, cfg.BotMetricsURL)
 	}
 	var prof profiler
+	var onWindow []func(time.Duration)
 	if o.profile != "" {
 		if err := os.MkdirAll(o.profile, 0o755); err != nil {
 			fmt.Fprintln(stderr, "switchboard-load:", err)
 			return 1
 		}
 		pids := map[string]int{"service": cfg.ServicePID, "bot": cfg.BotPID}
-		cfg.OnWindow = func(window time.Duration) { prof.start(ctx, o.profile, pids, debug, window, stderr) }
+		onWindow = append(onWindow, func(window time.Duration) { prof.start(ctx, o.profile, pids, debug, window, stderr) })
+	}
+	if o.cpuProfile != "" {
+		self, err := newSelfProfile(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "switchboard-load:", err)
+			return 1
+		}
+		defer self.stop(stderr)
+		onWindow = append(onWindow, self.start)
+	}
+	if len(onWindow) > 0 {
+		cfg.OnWindow = func(window time.Duration) {
+			for _, f := range onWindow {
+				f(window)
+			}
+		}
 	}
 	g, err := loadgen.New(cfg)
 	if err != nil {
@@ -213,6 +238,57 @@ func (p *profiler) start(ctx context.Context, dir string, pids map[string]int, d
 }
 
 func (p *profiler) wait() { p.wg.Wait() }
+
+// selfProfile is a CPU profile of this process over the measured window.
+type selfProfile struct {
+	f       *os.File
+	mu      sync.Mutex
+	running bool
+	timer   *time.Timer
+}
+
+func newSelfProfile(path string) (*selfProfile, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return &selfProfile{f: f}, nil
+}
+
+// start begins the profile; it ends after window (or at stop).
+func (p *selfProfile) start(window time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := pprof.StartCPUProfile(p.f); err != nil {
+		return
+	}
+	p.running = true
+	p.timer = time.AfterFunc(window, p.end)
+}
+
+func (p *selfProfile) end() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running {
+		pprof.StopCPUProfile()
+		p.running = false
+	}
+}
+
+// stop ends the profile if it still runs and closes the file.
+func (p *selfProfile) stop(log io.Writer) {
+	p.mu.Lock()
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.mu.Unlock()
+	p.end()
+	if err := p.f.Close(); err != nil {
+		fmt.Fprintln(log, "cpu profile:", err)
+		return
+	}
+	fmt.Fprintf(log, "profile of the load generator: %s (go tool pprof -top %s)\n", p.f.Name(), p.f.Name())
+}
 
 // fetch saves a URL's body to a file.
 func fetch(ctx context.Context, url, path string, timeout time.Duration) error {

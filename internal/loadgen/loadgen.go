@@ -149,6 +149,7 @@ type Generator struct {
 	sig   *Signal
 	video *videoLoop
 	api   *webrtc.API
+	lean  *leanAPIs // nil with video: every call then takes pion's full path
 	http  *http.Client
 
 	mu    sync.Mutex
@@ -206,6 +207,11 @@ func New(cfg Config) (*Generator, error) {
 	// remote address to the first connection that heard from it.)
 	if g.api, err = rtc.NewAPI(rtc.ServiceSettingEngine(true)); err != nil {
 		return nil, err
+	}
+	if !cfg.Video {
+		if g.lean, err = newLeanAPIs(); err != nil {
+			return nil, err
+		}
 	}
 	for i := range g.sending {
 		g.sending[i].Store(&[]*call{})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -70,6 +71,9 @@ type call struct {
 	pub, sub *webrtc.PeerConnection
 	audio    *webrtc.TrackLocalStaticRTP
 	relays   [2]*rtctest.Relay // publisher, subscriber; with impairment only
+	// rx is the subscriber's lean receive side (lean.go); nil on the calls that take pion's
+	// full path (with video, and the sampled calls that decode).
+	rx *leanRx
 
 	// Owned by the sender goroutine.
 	pkt     rtp.Packet
@@ -173,10 +177,18 @@ func (c *call) place(ctx context.Context) error {
 	}
 	ws.SetReadLimit(1 << 20)
 	c.ws = ws
-	if c.pub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	pubAPI, subAPI := c.g.api, c.g.api
+	if l := c.g.lean; l != nil {
+		pubAPI = l.pub
+		if c.det == nil {
+			c.rx = newLeanRx(c, rand.Uint32())
+			subAPI = l.subscriberAPI(c.rx)
+		}
+	}
+	if c.pub, err = pubAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return fmt.Errorf("publisher peer connection: %w", err)
 	}
-	if c.sub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if c.sub, err = subAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return fmt.Errorf("subscriber peer connection: %w", err)
 	}
 	c.audio, err = webrtc.NewTrackLocalStaticRTP(rtc.OpusCodec().RTPCodecCapability, "audio", fmt.Sprintf("load-%d", c.id))
@@ -187,8 +199,11 @@ func (c *call) place(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("add audio track: %w", err)
 	}
-	c.wg.Add(1)
-	go c.drainRTCP(tr.Sender())
+	if c.g.lean == nil {
+		// (On the lean path the publisher's RTCP is taken off its socket.)
+		c.wg.Add(1)
+		go c.drainRTCP(tr.Sender())
+	}
 	if c.g.video != nil {
 		if err := c.addVideo(); err != nil {
 			return err
@@ -353,6 +368,9 @@ func (c *call) publish(ctx context.Context) error {
 
 // answer answers a subscriber offer.
 func (c *call) answer(ctx context.Context, offer string) error {
+	if c.rx != nil {
+		c.rx.twccID.Store(uint32(extensionID(offer, sdp.TransportCCURI)))
+	}
 	if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.toRelay(offer, 1)}); err != nil {
 		return fmt.Errorf("subscriber offer: %w", err)
 	}
