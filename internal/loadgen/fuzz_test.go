@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
 )
 
 // FuzzCandidate: candidates from the service are parsed and rewritten without panicking, and a
@@ -79,5 +81,30 @@ func FuzzDetector(f *testing.F) {
 	at := time.Unix(1, 0)
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		d.Frame(payload, at)
+	})
+}
+
+// FuzzRTPHead: whatever arrives on a socket, parseRTPHead does not panic, and what it accepts
+// as RTP reads as pion reads it (sequence number, timestamp, SSRC, payload type, transport-cc
+// extension).
+func FuzzRTPHead(f *testing.F) {
+	f.Add(rtpPacket(f, 65535, 4242, 960*7, 0xdeadbeef, 3, false))
+	f.Add(rtpPacket(f, 1, 2, 3, 4, 3, true))
+	f.Add(rtpPacket(f, 1, 2, 3, 4, 0, false))
+	f.Add([]byte{0x81, 201, 0, 7, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, ok := parseRTPHead(b, 3)
+		var ph rtp.Header
+		if _, err := ph.Unmarshal(b); err != nil || !ok {
+			return
+		}
+		if h.seq != ph.SequenceNumber || h.ts != ph.Timestamp || h.ssrc != ph.SSRC || h.pt != ph.PayloadType {
+			t.Fatalf("parsed %+v, pion %+v", h, ph)
+		}
+		if ext := ph.GetExtension(3); len(ext) >= 2 && ph.Extension && (ph.ExtensionProfile == 0xBEDE || ph.ExtensionProfile&0xfff0 == 0x1000) {
+			if !h.hasTWCC || h.twcc != uint16(ext[0])<<8|uint16(ext[1]) {
+				t.Fatalf("transport-cc %v %d, pion %x", h.hasTWCC, h.twcc, ext)
+			}
+		}
 	})
 }
