@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/transport/v5"
@@ -35,6 +34,10 @@ import (
 //     what a browser sends back: transport-cc feedback every 100 ms and a receiver report every
 //     second (loss and jitter from the same headers).
 //
+// The publisher's interceptors go too (each took a lock or allocated on every packet): the
+// generator writes the transport-wide sequence number into each packet next to the audio
+// level, and sends a sender report a second from the pacer.
+//
 // STUN and DTLS still go to pion (connectivity checks, keepalives, the handshake), so the
 // service sees the same traffic as before: the same offers and answers, the same RTP, RTCP
 // and STUN on the wire.
@@ -51,7 +54,7 @@ func isRTCP(b []byte) bool { return b[1] >= 192 && b[1] <= 223 }
 // standard one, with every UDP socket wrapped by takeConn.
 type takeNet struct {
 	*stdnet.Net
-	take func(pkt []byte) bool
+	take func(pkt []byte, at int64) bool
 }
 
 // ListenUDP opens a UDP socket whose packets take sees first.
@@ -68,14 +71,14 @@ func (n *takeNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPCo
 // same for any other reader.
 type takeConn struct {
 	*net.UDPConn
-	take func(pkt []byte) bool
+	take func(pkt []byte, at int64) bool
 }
 
 // ReadFromAddrPort returns the next packet take does not keep.
 func (c *takeConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	for {
 		n, addr, err := c.UDPConn.ReadFromUDPAddrPort(b)
-		if err != nil || !c.take(b[:n]) {
+		if err != nil || !c.take(b[:n], time.Now().UnixNano()) {
 			return n, addr, err
 		}
 	}
@@ -90,7 +93,7 @@ func (c *takeConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 func (c *takeConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.UDPConn.ReadFrom(b)
-		if err != nil || !c.take(b[:n]) {
+		if err != nil || !c.take(b[:n], time.Now().UnixNano()) {
 			return n, addr, err
 		}
 	}
@@ -98,16 +101,18 @@ func (c *takeConn) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // takePublisher keeps every RTP and RTCP packet a publisher receives (the service's reports
 // and feedback on the participant's audio).
-func takePublisher(b []byte) bool { return isRTPOrRTCP(b) }
+func takePublisher(b []byte, _ int64) bool { return isRTPOrRTCP(b) }
 
-// leanAPIs are the pion engines of the lean path: the publishers' (their sockets wrapped, the
-// interceptors a sender needs: transport-wide sequence numbers and sender reports) and what
-// every lean subscriber's engine shares (the media engine; it has no interceptors: leanRx
-// answers).
+// leanAPIs are the pion engines of the lean path: the publishers' (their sockets wrapped) and
+// what every lean subscriber's engine shares. Neither has interceptors: a lean publisher
+// writes the transport-wide sequence numbers into its packets and sends its sender reports
+// itself (call.sendFrame, call.sendReport), and leanRx answers for a lean subscriber. The
+// media engine is the service's, so the offers and answers are the same as on the full path.
 type leanAPIs struct {
-	pub   *webrtc.API
-	media *webrtc.MediaEngine
-	net   *stdnet.Net
+	pub    *webrtc.API
+	media  *webrtc.MediaEngine
+	net    *stdnet.Net
+	poller *poller // nil where there is none (not Linux): Go's sockets, through takeNet
 }
 
 func newLeanAPIs() (*leanAPIs, error) {
@@ -119,26 +124,44 @@ func newLeanAPIs() (*leanAPIs, error) {
 	if err != nil {
 		return nil, err
 	}
-	logs := rtc.NewLoggerFactory(nil)
-	reg := &interceptor.Registry{}
-	sr, err := report.NewSenderInterceptor(report.WithSenderLoggerFactory(logs))
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: sender reports: %w", err)
-	}
-	reg.Add(sr)
-	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
-		return nil, fmt.Errorf("loadgen: transport-cc header extension: %w", err)
+	l := &leanAPIs{media: m, net: n}
+	if p, err := newPoller(); err == nil {
+		l.poller = p
 	}
 	se := rtc.ServiceSettingEngine(true)
-	se.SetNet(&takeNet{Net: n, take: takePublisher})
-	pub := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
-	return &leanAPIs{pub: pub, media: m, net: n}, nil
+	se.SetNet(l.netFor(takePublisher))
+	pub := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
+		webrtc.WithSettingEngine(se))
+	l.pub = pub
+	return l, nil
+}
+
+// netFor is the network of a lean peer connection whose packets take sees first.
+func (l *leanAPIs) netFor(take func(pkt []byte, at int64) bool) transport.Net {
+	if l.poller != nil {
+		return l.poller.leanNet(l.net, take)
+	}
+	return &takeNet{Net: l.net, take: take}
+}
+
+// poll reads the lean sockets' packets that arrived (the sender goroutine calls it every tick).
+func (l *leanAPIs) poll() {
+	if l != nil && l.poller != nil {
+		l.poller.poll()
+	}
+}
+
+// close closes the poller, once every peer connection is closed.
+func (l *leanAPIs) close() {
+	if l != nil && l.poller != nil {
+		l.poller.close()
+	}
 }
 
 // subscriberAPI is the engine of one lean subscriber: its socket's packets go to rx.
 func (l *leanAPIs) subscriberAPI(rx *leanRx) *webrtc.API {
 	se := rtc.ServiceSettingEngine(true)
-	se.SetNet(&takeNet{Net: l.net, take: rx.take})
+	se.SetNet(l.netFor(rx.take))
 	return webrtc.NewAPI(webrtc.WithMediaEngine(l.media), webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
 		webrtc.WithSettingEngine(se))
 }
@@ -276,7 +299,7 @@ func newLeanRx(c *call, ssrc uint32) *leanRx {
 
 // take keeps the subscriber's Opus RTP (counted, fed to the feedback) and RTCP (the service's
 // sender reports, which nothing here reads); pion gets the rest.
-func (r *leanRx) take(b []byte) bool {
+func (r *leanRx) take(b []byte, at int64) bool {
 	if !isRTPOrRTCP(b) {
 		return false
 	}
@@ -290,7 +313,7 @@ func (r *leanRx) take(b []byte) bool {
 	if h.pt != uint8(rtc.PayloadTypeOpus) {
 		return false
 	}
-	r.receive(h, time.Now().UnixNano())
+	r.receive(h, at)
 	return true
 }
 

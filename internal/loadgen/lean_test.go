@@ -163,10 +163,10 @@ func TestTake(t *testing.T) {
 		{"stun", stun, false}, {"dtls", dtls, false}, {"rtcp", rr, true},
 		{"opus", rtpPacket(t, 1, 1, 0, 5, 0, false), true}, {"vp8", vp8, false},
 	} {
-		if got := r.take(tc.pkt); got != tc.take {
+		if got := r.take(tc.pkt, 1); got != tc.take {
 			t.Errorf("%s: take %v, want %v", tc.name, got, tc.take)
 		}
-		if got := takePublisher(tc.pkt); got != isRTPOrRTCP(tc.pkt) {
+		if got := takePublisher(tc.pkt, 1); got != isRTPOrRTCP(tc.pkt) {
 			t.Errorf("%s: publisher take %v", tc.name, got)
 		}
 	}
@@ -209,13 +209,13 @@ func TestTakeAllocs(t *testing.T) {
 	seq := uint16(0)
 	for ; seq < 500; seq++ {
 		p.setSeq(nil, seq)
-		r.take(p)
+		r.take(p, int64(seq)*int64(20*time.Millisecond))
 	}
 	allocs := testing.AllocsPerRun(200, func() {
 		r.nextFB, r.nextRR = 1<<62, 1<<62
 		p.setSeq(nil, seq)
 		seq++
-		r.take(p)
+		r.take(p, int64(seq)*int64(20*time.Millisecond))
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations a packet", allocs)
@@ -231,6 +231,6 @@ func BenchmarkTake(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		p.setSeq(nil, uint16(i))
-		r.take(p)
+		r.take(p, int64(i)*int64(20*time.Millisecond))
 	}
 }

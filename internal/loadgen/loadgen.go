@@ -171,6 +171,10 @@ type Generator struct {
 // sendGroups spread the calls' packets over the 20 ms frame: group g sends at g×2 ms.
 const sendGroups = 10
 
+// reportSlots is the interval of a lean publisher's sender reports, in 20 ms slots (1 s); the
+// calls of a group take turns over it.
+const reportSlots = 50
+
 // New checks cfg and prepares the signal and the WebRTC engine shared by every call.
 func New(cfg Config) (*Generator, error) {
 	if err := cfg.defaults(); err != nil {
@@ -258,6 +262,7 @@ func (g *Generator) send() {
 			return
 		case <-t.C:
 		}
+		g.lean.poll()
 		now := time.Now()
 		if behind := now.Sub(start.Add(time.Duration(n) * tick)); behind > maxBehind {
 			n += int(behind / tick)
@@ -269,6 +274,9 @@ func (g *Generator) send() {
 				}
 				slot := n / sendGroups
 				c.sendFrame(g.sig, now.UnixNano(), slot)
+				if g.lean != nil && slot%reportSlots == c.id/sendGroups%reportSlots {
+					c.sendReport(now, slot)
+				}
 				if c.video != nil && slot%videoEvery == 0 {
 					c.sendVideo(g.video, slot)
 				}
@@ -593,6 +601,7 @@ func (g *Generator) close() {
 	}
 	g.wg.Wait()
 	g.hangUpAll()
+	g.lean.close()
 }
 
 // sortedReasons returns the reasons, most frequent first.

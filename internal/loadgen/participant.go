@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -79,6 +80,17 @@ type call struct {
 	pkt     rtp.Packet
 	level   [1]byte
 	levelID uint8
+	// Lean publishers number their packets for transport-cc and send their sender reports
+	// themselves (no interceptors): the extension's id and the next number, the SSRC, and the
+	// packets and payload octets sent.
+	twccID     uint8
+	twccSeq    uint16
+	twccBuf    [2]byte
+	ssrc       uint32
+	srPackets  uint32
+	srOctets   uint32
+	sr         rtcp.SenderReport
+	srPkts     [1]rtcp.Packet
 	frame   int
 	tsBase  uint32
 	// Video, with Config.Video: its packet (sender goroutine) and key frame requests.
@@ -242,6 +254,11 @@ func (c *call) place(ctx context.Context) error {
 	if err := c.write(dctx, wsMsg{Type: "callBot", Bot: cfg.Bot, DisplayName: fmt.Sprintf("load %d", c.id)}); err != nil {
 		return err
 	}
+	if c.g.lean != nil {
+		if enc := tr.Sender().GetParameters().Encodings; len(enc) > 0 {
+			c.ssrc = uint32(enc[0].SSRC)
+		}
+	}
 	c.wg.Add(1)
 	go c.signalling(ctx)
 	select {
@@ -363,6 +380,9 @@ func (c *call) publish(ctx context.Context) error {
 	}
 	<-gathered
 	c.levelID = extensionID(c.pub.LocalDescription().SDP, sdp.AudioLevelURI)
+	if c.g.lean != nil {
+		c.twccID = extensionID(c.pub.LocalDescription().SDP, sdp.TransportCCURI)
+	}
 	return c.write(ctx, wsMsg{Type: "publish", SDP: c.ownSDP(c.pub.LocalDescription().SDP)})
 }
 
@@ -593,13 +613,43 @@ func (c *call) sendFrame(sig *Signal, now int64, slot int) {
 		c.level[0] = 0x80 | p.Level
 		_ = c.pkt.Header.SetExtension(c.levelID, c.level[:])
 	}
+	if c.twccID != 0 {
+		binary.BigEndian.PutUint16(c.twccBuf[:], c.twccSeq)
+		c.twccSeq++
+		_ = c.pkt.Header.SetExtension(c.twccID, c.twccBuf[:])
+	}
 	if p.Marker {
 		c.noteBurst(now)
 	}
 	if err := c.audio.WriteRTP(&c.pkt); err == nil {
 		c.sent.Add(1)
+		c.srPackets++
+		c.srOctets += uint32(len(p.Payload))
 	}
 	c.pkt.SequenceNumber++
+}
+
+// sendReport sends the lean publisher's sender report (RFC 3550 6.4.1) for slot: the sender
+// goroutine calls it once a second. The RTP time is the slot's, as the packets', at now.
+func (c *call) sendReport(now time.Time, slot int) {
+	if c.ssrc == 0 {
+		return
+	}
+	c.sr.SSRC = c.ssrc
+	c.sr.NTPTime = ntpTime(now)
+	c.sr.RTPTime = c.tsBase + uint32(slot)*opus.RTPFrameTicks
+	c.sr.PacketCount, c.sr.OctetCount = c.srPackets, c.srOctets
+	c.srPkts[0] = &c.sr
+	_ = c.pub.WriteRTCP(c.srPkts[:])
+}
+
+// ntpTime is t as a 64-bit NTP timestamp (seconds since 1900, 32.32 fixed point).
+func ntpTime(t time.Time) uint64 {
+	const unixToNTP = 2208988800
+	ns := t.UnixNano()
+	sec := uint64(ns/1e9) + unixToNTP
+	frac := uint64(ns%1e9) << 32 / 1e9
+	return sec<<32 | frac
 }
 
 // hangUp leaves the call and stops its goroutines. It is idempotent.
