@@ -271,6 +271,10 @@ func (s *rxStream) expected() uint32 { return s.maxSeq - s.firstSeq + 1 }
 type leanRx struct {
 	c      *call
 	twccID atomic.Uint32 // the transport-cc header extension's id; set from the offer
+	// pass gives the Opus packets to pion too, after counting them: a sampled call decodes
+	// them (readAudio) to find the markers, and reads their arrival times from arrivals.
+	pass     bool
+	arrivals [64]atomic.Uint64 // by sequence number mod 64: seq<<48 | arrival µs since epoch
 
 	epoch   int64 // unix ns: the origin of transport-cc arrival times
 	rec     *twcc.Recorder
@@ -314,7 +318,21 @@ func (r *leanRx) take(b []byte, at int64) bool {
 		return false
 	}
 	r.receive(h, at)
+	if r.pass {
+		r.arrivals[h.seq%uint16(len(r.arrivals))].Store(uint64(h.seq)<<48 | uint64((at-r.epoch)/1000)&(1<<48-1))
+		return false
+	}
 	return true
+}
+
+// arrival is when the packet with sequence number seq came off the socket (unix ns), if it is
+// among the last few.
+func (r *leanRx) arrival(seq uint16) (int64, bool) {
+	v := r.arrivals[seq%uint16(len(r.arrivals))].Load()
+	if v == 0 || uint16(v>>48) != seq {
+		return 0, false
+	}
+	return r.epoch + int64(v&(1<<48-1))*1000, true
 }
 
 // receive counts one Opus packet that arrived at at (unix ns) and sends the RTCP that is due.

@@ -72,8 +72,7 @@ type call struct {
 	pub, sub *webrtc.PeerConnection
 	audio    *webrtc.TrackLocalStaticRTP
 	relays   [2]*rtctest.Relay // publisher, subscriber; with impairment only
-	// rx is the subscriber's lean receive side (lean.go); nil on the calls that take pion's
-	// full path (with video, and the sampled calls that decode).
+	// rx is the subscriber's lean receive side (lean.go); nil with video (pion's full path).
 	rx *leanRx
 
 	// Owned by the sender goroutine.
@@ -192,10 +191,9 @@ func (c *call) place(ctx context.Context) error {
 	pubAPI, subAPI := c.g.api, c.g.api
 	if l := c.g.lean; l != nil {
 		pubAPI = l.pub
-		if c.det == nil {
-			c.rx = newLeanRx(c, rand.Uint32())
-			subAPI = l.subscriberAPI(c.rx)
-		}
+		c.rx = newLeanRx(c, rand.Uint32())
+		c.rx.pass = c.det != nil
+		subAPI = l.subscriberAPI(c.rx)
 	}
 	if c.pub, err = pubAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return fmt.Errorf("publisher peer connection: %w", err)
@@ -522,8 +520,9 @@ func (c *call) discard(t *webrtc.TrackRemote) {
 	}
 }
 
-// readAudio reads the bot's audio: it counts packets and sequence gaps, and, on the sampled
-// calls, decodes it to find the markers.
+// readAudio reads the bot's audio: on the sampled calls it decodes it to find the markers
+// and, on the full path (with video), it counts packets and sequence gaps (the lean path
+// counts them as they come off the socket).
 func (c *call) readAudio(t *webrtc.TrackRemote) {
 	defer c.wg.Done()
 	buf := make([]byte, 1500)
@@ -536,13 +535,21 @@ func (c *call) readAudio(t *webrtc.TrackRemote) {
 		if n < 12 {
 			continue
 		}
+		seq := binary.BigEndian.Uint16(buf[2:4])
 		now := time.Now()
-		c.observeSeq(binary.BigEndian.Uint16(buf[2:4]))
-		if last := c.lastRx.Swap(now.UnixNano()); last != 0 {
-			c.g.rxGaps.observe(time.Duration(now.UnixNano() - last))
-		}
-		if c.recv.Add(1) == 1 {
-			c.checkEstablished()
+		if c.rx != nil {
+			// Counted as it came off the socket; decoded here.
+			if at, ok := c.rx.arrival(seq); ok {
+				now = time.Unix(0, at)
+			}
+		} else {
+			c.observeSeq(seq)
+			if last := c.lastRx.Swap(now.UnixNano()); last != 0 {
+				c.g.rxGaps.observe(time.Duration(now.UnixNano() - last))
+			}
+			if c.recv.Add(1) == 1 {
+				c.checkEstablished()
+			}
 		}
 		if c.det == nil {
 			continue
