@@ -234,3 +234,29 @@ func BenchmarkTake(b *testing.B) {
 		r.take(p, int64(i)*int64(20*time.Millisecond))
 	}
 }
+
+// TestTakePass: a sampled call's subscriber counts its Opus packets and passes them on (to be
+// decoded), with their arrival times.
+func TestTakePass(t *testing.T) {
+	c := newTestCall(Sendrecv)
+	r := newLeanRx(c, 7)
+	r.pass = true
+	r.write = func([]rtcp.Packet) error { return nil }
+	p := newSeqPacket(t)
+	at := r.epoch + int64(3*time.Second)
+	for seq := uint16(100); seq < 200; seq++ {
+		p.setSeq(nil, seq)
+		if r.take(p, at+int64(seq)*1000) {
+			t.Fatal("a sampled call's Opus packet was kept from pion")
+		}
+	}
+	if c.recv.Load() != 100 {
+		t.Fatalf("received %d, want 100", c.recv.Load())
+	}
+	if got, ok := r.arrival(199); !ok || got != at+199*1000 {
+		t.Fatalf("arrival of 199: %d %v, want %d", got, ok, at+199*1000)
+	}
+	if _, ok := r.arrival(100); ok {
+		t.Fatal("an arrival older than the ring was found")
+	}
+}
