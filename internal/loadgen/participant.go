@@ -79,19 +79,19 @@ type call struct {
 	pkt     rtp.Packet
 	level   [1]byte
 	levelID uint8
+	frame   int
+	tsBase  uint32
 	// Lean publishers number their packets for transport-cc and send their sender reports
 	// themselves (no interceptors): the extension's id and the next number, the SSRC, and the
 	// packets and payload octets sent.
-	twccID     uint8
-	twccSeq    uint16
-	twccBuf    [2]byte
-	ssrc       uint32
-	srPackets  uint32
-	srOctets   uint32
-	sr         rtcp.SenderReport
-	srPkts     [1]rtcp.Packet
-	frame   int
-	tsBase  uint32
+	twccID    uint8
+	twccSeq   uint16
+	twccBuf   [2]byte
+	ssrc      uint32
+	srPackets uint32
+	srOctets  uint32
+	sr        rtcp.SenderReport
+	srPkts    [1]rtcp.Packet
 	// Video, with Config.Video: its packet (sender goroutine) and key frame requests.
 	video      *callVideo
 	vpkt       rtp.Packet
