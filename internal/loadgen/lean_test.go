@@ -6,6 +6,9 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
 )
 
 // rtpPacket marshals an Opus RTP packet with a transport-wide sequence number in extension id
@@ -259,4 +262,42 @@ func TestTakePass(t *testing.T) {
 	if _, ok := r.arrival(100); ok {
 		t.Fatal("an arrival older than the ring was found")
 	}
+}
+
+// TestSendFrameAllocs: preparing and writing a lean publisher's packet (audio level and
+// transport-wide sequence number set in place) allocates nothing on the generator's side.
+func TestSendFrameAllocs(t *testing.T) {
+	sig, err := GenerateSignal(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newTestCall(Sendrecv)
+	c.audio, err = webrtc.NewTrackLocalStaticRTP(rtc.OpusCodec().RTPCodecCapability, "audio", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pkt.Header.Version = 2
+	c.levelID, c.twccID = 1, 3
+	slot := 0
+	c.sendFrame(sig, 1, slot)
+	allocs := testing.AllocsPerRun(200, func() {
+		slot++
+		c.sendFrame(sig, int64(slot), slot)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations a frame", allocs)
+	}
+	h, ok := parseRTPHead(mustMarshal(t, &c.pkt), 3)
+	if !ok || !h.hasTWCC || h.twcc != uint16(slot) {
+		t.Fatalf("last packet %+v, want transport-wide number %d", h, slot)
+	}
+}
+
+func mustMarshal(t *testing.T, p *rtp.Packet) []byte {
+	t.Helper()
+	b, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
