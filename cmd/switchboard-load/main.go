@@ -76,7 +76,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the spawned processes' work directory (binaries, configuration, logs)")
 	fs.StringVar(&o.profile, "profile", "", "directory for CPU profiles of the service and bot over the window (pprof when they serve /debug/pprof, else perf)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the load generator itself over the measured window to this file (go tool pprof -top FILE)")
-	fs.IntVar(&o.procs, "procs", 0, "GOMAXPROCS of the load generator itself (0: Go's default); the spawned processes keep theirs")
+	fs.IntVar(&o.procs, "procs", 1, "GOMAXPROCS of the load generator itself (0: Go's default, one per core); the spawned processes keep theirs. One is enough for its work and saves the scheduler's wake-ups across cores")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {

@@ -128,12 +128,31 @@ func newLeanAPIs() (*leanAPIs, error) {
 	if p, err := newPoller(); err == nil {
 		l.poller = p
 	}
-	se := rtc.ServiceSettingEngine(true)
+	se := leanSettingEngine()
 	se.SetNet(l.netFor(takePublisher))
 	pub := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
 		webrtc.WithSettingEngine(se))
 	l.pub = pub
 	return l, nil
+}
+
+// ICE consent on the lean path. With the media taken off the socket, pion's ICE agent hears
+// only STUN, so it checks the pair itself once its keepalive interval passes without hearing
+// anything (pion's default, 2 s, would be a STUN transaction every 2 s on every peer
+// connection). A browser checks consent every 5 s and gives a pair up after 30 s without a
+// response (RFC 7675); the lean path does the same.
+const (
+	leanKeepalive    = 5 * time.Second
+	leanDisconnected = 12 * time.Second
+	leanFailed       = 30 * time.Second
+)
+
+// leanSettingEngine is the setting engine of a lean peer connection (before its network is
+// set): the service's, on loopback, with browser-like consent checks.
+func leanSettingEngine() webrtc.SettingEngine {
+	se := rtc.ServiceSettingEngine(true)
+	se.SetICETimeouts(leanDisconnected, leanFailed, leanKeepalive)
+	return se
 }
 
 // netFor is the network of a lean peer connection whose packets take sees first.
@@ -160,7 +179,7 @@ func (l *leanAPIs) close() {
 
 // subscriberAPI is the engine of one lean subscriber: its socket's packets go to rx.
 func (l *leanAPIs) subscriberAPI(rx *leanRx) *webrtc.API {
-	se := rtc.ServiceSettingEngine(true)
+	se := leanSettingEngine()
 	se.SetNet(l.netFor(rx.take))
 	return webrtc.NewAPI(webrtc.WithMediaEngine(l.media), webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
 		webrtc.WithSettingEngine(se))
