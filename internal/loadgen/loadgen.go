@@ -7,9 +7,11 @@
 // (docs/signalling.md) that calls the bot, a publisher peer connection sending Opus (pion,
 // real DTLS-SRTP), and a subscriber connection receiving the bot's audio. The participants'
 // side is kept cheap so that it does not become the bottleneck: the signal is encoded once (a
-// loop of packets shared by every call), one goroutine paces every call's packets, and only a
-// sample of the calls decode what they receive, to find the latency markers (a loud burst at
-// the start of every second of the signal).
+// loop of packets shared by every call), one goroutine paces every call's packets and reads
+// every call's sockets (lean.go: the media are counted from their RTP headers as they come off
+// the socket, without pion's receive path), and only a sample of the calls decode what they
+// receive, to find the latency markers (a loud burst at the start of every second of the
+// signal).
 //
 // cmd/switchboard-load is its command line; docs/load.md explains the figures.
 package loadgen
@@ -243,7 +245,8 @@ func (g *Generator) startSending(c *call) {
 }
 
 // send is the one goroutine that paces every call's packets: tick n (every 2 ms) sends the next
-// frame of pacing group n mod 10, so every call sends every 20 ms on an absolute schedule. When
+// frame of pacing group n mod 10, so every call sends every 20 ms on an absolute schedule; on
+// every tick it also reads what arrived on the lean sockets (leanAPIs.poll). When
 // the goroutine runs late (a busy machine) it catches up on the overdue ticks at once, as a
 // browser's audio thread does; only past maxBehind does it skip them.
 func (g *Generator) send() {
