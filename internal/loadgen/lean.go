@@ -236,8 +236,11 @@ func parseRTPHead(b []byte, twccID uint8) (h rtpHead, ok bool) {
 			if id == 15 || i+1+n > len(ext) {
 				break
 			}
-			if id == twccID && n >= 2 {
-				h.twcc, h.hasTWCC = binary.BigEndian.Uint16(ext[i+1:]), true
+			if id == twccID { // the first element with the id counts, as pion reads it
+				if n >= 2 {
+					h.twcc, h.hasTWCC = binary.BigEndian.Uint16(ext[i+1:]), true
+				}
+				break
 			}
 			i += 1 + n
 		}
@@ -254,8 +257,11 @@ func parseRTPHead(b []byte, twccID uint8) (h rtpHead, ok bool) {
 			if i+2+n > len(ext) {
 				break
 			}
-			if id == twccID && n >= 2 {
-				h.twcc, h.hasTWCC = binary.BigEndian.Uint16(ext[i+2:]), true
+			if id == twccID {
+				if n >= 2 {
+					h.twcc, h.hasTWCC = binary.BigEndian.Uint16(ext[i+2:]), true
+				}
+				break
 			}
 			i += 2 + n
 		}
