@@ -334,25 +334,19 @@ func TestClockTickAllocs(t *testing.T) {
 // nothing (each tick makes comfort noise once and hands the event to the socket's event
 // goroutine, whose bot releases it): the clock's own cost. "echo" sockets get one Opus packet
 // every 20 ms on one slot from a feeder goroutine (as from the network) and send every frame
-// back, as the echo bot does: a decode and an encode a tick. "busy" adds 200 goroutines that
-// each wake every 20 ms (at their own phase) and compute for 40 µs, as the network's goroutines
-// do in a real bot: the cadence when the clock competes for the processors. It reports the
-// process's CPU per socket and second of media (the busy goroutines' included), the interval
-// between a socket's consecutive events (p99) and the events delivered against those due. Run
-// it with -benchtime 1x:
+// back, as the echo bot does: a decode and an encode a tick. It reports the process's CPU per
+// socket and second of media, the interval between a socket's consecutive events (p99) and the
+// events delivered against those due. Run it with -benchtime 1x:
 //
 //	go test ./sdk -run '^$' -bench ClockSockets -benchtime 1x
 func BenchmarkClockSockets(b *testing.B) {
 	for _, c := range []struct {
-		n          int
-		echo, busy bool
-	}{{200, false, false}, {500, false, false}, {200, true, false}, {200, true, true}} {
+		n    int
+		echo bool
+	}{{200, false}, {500, false}, {200, true}} {
 		for _, shards := range []int{-1, 0, 2} {
 			kind := "idle"
-			switch {
-			case c.busy:
-				kind = "echo-busy"
-			case c.echo:
+			if c.echo {
 				kind = "echo"
 			}
 			name := fmt.Sprintf("%s-%d/own", kind, c.n)
@@ -360,12 +354,9 @@ func BenchmarkClockSockets(b *testing.B) {
 			case shards == 0:
 				name = fmt.Sprintf("%s-%d/shared", kind, c.n)
 			case shards > 0:
-				name = fmt.Sprintf("%s-%d/shared%dshards", kind, c.n, shards)
+				name = fmt.Sprintf("%s-%d/shared-%d", kind, c.n, shards)
 			}
 			b.Run(name, func(b *testing.B) {
-				if c.busy {
-					defer busyGoroutines(200, 40*time.Microsecond)()
-				}
 				for b.Loop() {
 					clockLoad(b, c.n, shards, c.echo, 3*time.Second)
 				}
@@ -478,37 +469,4 @@ func clockLoad(b *testing.B, n, shards int, echo bool, d time.Duration) {
 	b.ReportMetric(float64(cpu1-cpu0)/float64(n)/wall.Seconds()/float64(time.Microsecond), "cpu-µs/socket-s")
 	b.ReportMetric(float64(p99)/float64(time.Millisecond), "p99-ms")
 	b.ReportMetric(float64(events)/(wall.Seconds()*50*float64(n)), "events/expected")
-}
-
-// busyGoroutines starts n goroutines that each wake every 20 ms, at phases spread over the
-// 20 ms, and compute for work; the returned func stops them and waits.
-func busyGoroutines(n int, work time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range n {
-		wg.Go(func() {
-			phase := start.Add(time.Duration(i) * playout.FrameDuration / time.Duration(n))
-			x := uint64(i)
-			timer := time.NewTimer(0)
-			defer timer.Stop()
-			for k := 1; ; k++ {
-				select {
-				case <-done:
-					return
-				case <-timer.C:
-				}
-				for t0 := time.Now(); time.Since(t0) < work; {
-					for range 100 {
-						x = x*6364136223846793005 + 1442695040888963407
-					}
-				}
-				timer.Reset(time.Until(phase.Add(time.Duration(k) * playout.FrameDuration)))
-			}
-		})
-	}
-	return func() {
-		close(done)
-		wg.Wait()
-	}
 }
