@@ -549,27 +549,13 @@ func (s *AudioSocket) Send(buf *media.AudioBuffer) error {
 // Dropped returns how many received frames were dropped because the bot's callbacks were slow.
 func (s *AudioSocket) Dropped() uint64 { return s.events.droppedCount() }
 
-// tick does one 20 ms step at media time ts and wakes the event goroutine.
+// tick does one 20 ms step at media time ts.
 func (s *AudioSocket) tick(ts time.Duration) {
-	s.step(ts)
-	s.wake()
-}
-
-// step is a tick's work: it mixes the received frame and queues the event (without waking the
-// event goroutine), and encodes and sends a frame the bot sent.
-func (s *AudioSocket) step(ts time.Duration) {
 	if s.settings.Direction.receives() {
 		s.mix(ts)
 	}
 	if s.track != nil {
 		s.send()
-	}
-}
-
-// wake wakes the event goroutine for the frame step queued.
-func (s *AudioSocket) wake() {
-	if s.settings.Direction.receives() {
-		s.events.signal()
 	}
 }
 
@@ -636,7 +622,7 @@ func (s *AudioSocket) mix(ts time.Duration) {
 			ev.n++
 		}
 	}
-	if old, dropped := s.events.queueMedia(ev); dropped {
+	if old, dropped := s.events.pushMedia(ev); dropped {
 		s.discard(old)
 	}
 }

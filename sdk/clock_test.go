@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -328,92 +327,49 @@ func TestClockTickAllocs(t *testing.T) {
 	}
 }
 
-// BenchmarkClockSockets measures 20 ms ticking without the network: n offline sockets, for 3 s
-// of wall time, on the platform's shared clock ("shared": its default shards; "shared-2": two)
-// against a clock goroutine per socket ("own": playout.Clock, as the sockets had before). "idle" sockets receive
-// nothing (each tick makes comfort noise once and hands the event to the socket's event
-// goroutine, whose bot releases it): the clock's own cost. "echo" sockets get one Opus packet
-// every 20 ms on one slot from a feeder goroutine (as from the network) and send every frame
-// back, as the echo bot does: a decode and an encode a tick. It reports the process's CPU per
-// socket and second of media, the interval between a socket's consecutive events (p99) and the
-// events delivered against those due. Run it with -benchtime 1x:
+// BenchmarkClockSockets measures the CPU of 20 ms ticking alone: n offline receiving sockets
+// whose slots are idle (each tick makes comfort noise once and hands the event to the socket's
+// event goroutine, whose bot releases it), for 3 s of wall time, on the platform's shared clock
+// against a clock goroutine per socket (playout.Clock, as the sockets had before). It reports
+// the process's CPU per socket and second of media. Run it with -benchtime 1x:
 //
 //	go test ./sdk -run '^$' -bench ClockSockets -benchtime 1x
 func BenchmarkClockSockets(b *testing.B) {
-	for _, c := range []struct {
-		n    int
-		echo bool
-	}{{200, false}, {500, false}, {200, true}} {
-		for _, shards := range []int{-1, 0, 2} {
-			kind := "idle"
-			if c.echo {
-				kind = "echo"
-			}
-			name := fmt.Sprintf("%s-%d/own", kind, c.n)
-			switch {
-			case shards == 0:
-				name = fmt.Sprintf("%s-%d/shared", kind, c.n)
-			case shards > 0:
-				name = fmt.Sprintf("%s-%d/shared-%d", kind, c.n, shards)
+	for _, n := range []int{200, 500} {
+		for _, shared := range []bool{false, true} {
+			name := fmt.Sprintf("own-%d", n)
+			if shared {
+				name = fmt.Sprintf("shared-%d", n)
 			}
 			b.Run(name, func(b *testing.B) {
 				for b.Loop() {
-					clockLoad(b, c.n, shards, c.echo, 3*time.Second)
+					cpu := clockCPU(b, n, shared, 3*time.Second)
+					b.ReportMetric(float64(cpu)/float64(time.Microsecond), "cpu-µs/socket-s")
 				}
 			})
 		}
 	}
 }
 
-// clockLoad runs n sockets for d, on a clock each (shards < 0) or on a shared clock of shards
-// shards (0: the platform's), and reports what it measured.
-func clockLoad(b *testing.B, n, shards int, echo bool, d time.Duration) {
+// clockCPU runs n idle receiving sockets for d and returns the process CPU per socket-second.
+func clockCPU(b *testing.B, n int, shared bool, d time.Duration) time.Duration {
 	c := newAudioClock()
-	if shards > 0 {
-		c = playout.NewSharedClock(playout.SharedClockConfig{Shards: shards})
-	}
 	defer c.Close()
-	var (
-		mu        sync.Mutex
-		measuring bool
-		gaps      []time.Duration
-		events    int
-	)
+	var events atomic.Int64
 	socks := make([]*AudioSocket, n)
 	clocks := make([]*playout.Clock, 0, n)
-	dir := Recvonly
-	if echo {
-		dir = Sendrecv
-	}
 	for i := range socks {
-		var self atomic.Pointer[AudioSocket]
-		var last time.Time
-		settings := AudioSocketSettings{Direction: dir, OnAudioReceived: func(e AudioReceivedEvent) {
-			now := time.Now()
-			mu.Lock()
-			if measuring {
-				if !last.IsZero() {
-					gaps = append(gaps, now.Sub(last))
-				}
-				events++
-				last = now
-			}
-			mu.Unlock()
-			if s := self.Load(); s != nil && s.Send(e.Buffer) == nil {
-				return
-			}
+		settings := AudioSocketSettings{Direction: Recvonly, OnAudioReceived: func(e AudioReceivedEvent) {
+			events.Add(1)
 			e.Buffer.Release()
 		}}
 		s := offlineAudioSocketWith(b, 1, settings, nil)
-		if echo {
-			self.Store(s)
-		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.events.run(s.stop, s.deliver, s.discard)
 		}()
-		if shards >= 0 {
+		if shared {
 			s.mu.Lock()
 			if err := s.joinClock(c); err != nil {
 				b.Fatal(err)
@@ -424,49 +380,16 @@ func clockLoad(b *testing.B, n, shards int, echo bool, d time.Duration) {
 		}
 		socks[i] = s
 	}
-	stopFeed := make(chan struct{})
-	var feeder sync.WaitGroup
-	if echo {
-		packets := encodedSignal(b, 50)
-		feeder.Go(func() {
-			start := time.Now()
-			for k := 0; ; k++ {
-				select {
-				case <-stopFeed:
-					return
-				case <-time.After(time.Until(start.Add(time.Duration(k) * playout.FrameDuration))):
-				}
-				for _, s := range socks {
-					s.slots[0].push(uint16(k), uint32(k*960), packets[k%len(packets)])
-				}
-			}
-		})
-	}
-	time.Sleep(time.Second) // idle slots go idle after 500 ms; echo ones fill their jitter buffers
-	mu.Lock()
-	measuring = true
-	mu.Unlock()
-	cpu0, t0 := rusageCPU(), time.Now()
+	time.Sleep(time.Second) // the slots go idle after 500 ms
+	cpu0, t0, ev0 := rusageCPU(), time.Now(), events.Load()
 	time.Sleep(d)
-	cpu1, t1 := rusageCPU(), time.Now()
-	mu.Lock()
-	measuring = false
-	mu.Unlock()
-	close(stopFeed)
-	feeder.Wait()
+	cpu1, t1, ev1 := rusageCPU(), time.Now(), events.Load()
 	for _, cl := range clocks {
 		cl.Close()
 	}
 	for _, s := range socks {
 		s.close()
 	}
-	wall := t1.Sub(t0)
-	slices.Sort(gaps)
-	var p99 time.Duration
-	if len(gaps) > 0 {
-		p99 = gaps[len(gaps)*99/100]
-	}
-	b.ReportMetric(float64(cpu1-cpu0)/float64(n)/wall.Seconds()/float64(time.Microsecond), "cpu-µs/socket-s")
-	b.ReportMetric(float64(p99)/float64(time.Millisecond), "p99-ms")
-	b.ReportMetric(float64(events)/(wall.Seconds()*50*float64(n)), "events/expected")
+	b.ReportMetric(float64(ev1-ev0)/(t1.Sub(t0).Seconds()*50*float64(n)), "events/expected")
+	return time.Duration(float64(cpu1-cpu0) / float64(n) / t1.Sub(t0).Seconds())
 }

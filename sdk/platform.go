@@ -350,17 +350,9 @@ func (q *eventQueue[E]) signal() {
 	}
 }
 
-// pushMedia queues a media event and wakes the event goroutine. When the ring is full it
-// returns the oldest event, which the caller discards.
+// pushMedia queues a media event. When the ring is full it returns the oldest event, which the
+// caller discards.
 func (q *eventQueue[E]) pushMedia(e E) (old E, dropped bool) {
-	old, dropped = q.queueMedia(e)
-	q.signal()
-	return old, dropped
-}
-
-// queueMedia is pushMedia without the wake-up: the caller signals later (the audio clock wakes
-// its sockets' event goroutines once it has done a tick's codec work).
-func (q *eventQueue[E]) queueMedia(e E) (old E, dropped bool) {
 	q.mu.Lock()
 	if q.n == len(q.ring) {
 		old, dropped = q.ring[q.head], true
@@ -372,6 +364,7 @@ func (q *eventQueue[E]) queueMedia(e E) (old E, dropped bool) {
 		q.n++
 	}
 	q.mu.Unlock()
+	q.signal()
 	return old, dropped
 }
 

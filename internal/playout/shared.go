@@ -27,9 +27,8 @@ type SharedClockConfig struct {
 // SharedClock gives many members (a process's audio sockets) the schedule of Run without a
 // goroutine and a timer each: the members are spread over a few shards, the least loaded first,
 // and each shard is one goroutine that ticks on its own absolute schedule and calls its
-// members' callbacks one after the other. The shards' schedules are offset from each other by
-// Interval/Shards, so that their work is spread over the interval. A shard's goroutine starts
-// with its first member and stops when its last member leaves, or at Close.
+// members' callbacks one after the other. A shard's goroutine starts with its first member and
+// stops when its last member leaves, or at Close.
 //
 // A member sees what Run's callback sees: tick N of a member is the N-th tick of its shard
 // since the member joined (skipped ticks count too), due at N intervals; after a stall its
@@ -44,7 +43,6 @@ type SharedClockConfig struct {
 type SharedClock struct {
 	interval time.Duration
 	maxBurst int
-	epoch    time.Time // shard i ticks at epoch + i×interval/shards + n×interval
 
 	mu     sync.Mutex
 	shards []*shard // nil: no member, no goroutine
@@ -68,7 +66,6 @@ func NewSharedClock(cfg SharedClockConfig) *SharedClock {
 	return &SharedClock{
 		interval: cfg.Interval,
 		maxBurst: cfg.MaxBurst,
-		epoch:    time.Now(),
 		shards:   make([]*shard, cfg.Shards),
 	}
 }
@@ -78,7 +75,6 @@ type Member struct {
 	clock *SharedClock
 	shard *shard
 	fn    func(Tick)
-	then  func(Tick) // nil, or the second pass (JoinSplit)
 	stats *ClockCounters
 	once  sync.Once
 
@@ -86,7 +82,6 @@ type Member struct {
 	gone  bool       // left: no more ticks
 	first int64      // the shard's index of the member's tick 0
 	next  int64      // the shard's index of the member's next tick; a later one means skips
-	cur   Tick       // the tick in progress, from its first pass to its second
 }
 
 // shard is one goroutine's share of the members.
@@ -113,18 +108,10 @@ type shard struct {
 // Leave. stats, when not nil, is updated as it goes (several members may share one). It fails
 // with ErrClockClosed after Close.
 func (c *SharedClock) Join(fn func(Tick), stats *ClockCounters) (*Member, error) {
-	return c.JoinSplit(fn, nil, stats)
-}
-
-// JoinSplit is Join with a tick in two parts: each tick of a shard calls fn for all its
-// members, then then (when not nil) for all of them, so that what fn does for the last member
-// does not wait for what then does for the others (an audio socket: fn mixes and hands over the
-// received frame, then encodes the sent one).
-func (c *SharedClock) JoinSplit(fn, then func(Tick), stats *ClockCounters) (*Member, error) {
 	if stats == nil {
 		stats = new(ClockCounters)
 	}
-	m := &Member{clock: c, fn: fn, then: then, stats: stats}
+	m := &Member{clock: c, fn: fn, stats: stats}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -165,25 +152,13 @@ func loadOf(sh *shard) int {
 }
 
 func (c *SharedClock) newShard(index int) *shard {
-	start := c.shardStart(index, time.Now())
+	start := time.Now()
 	return &shard{
 		index: index,
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 		now:   func() time.Duration { return time.Since(start) },
 	}
-}
-
-// shardStart is when a shard started at now has its first tick: the next point of its grid,
-// within an interval. Shard i's grid is offset by i×interval/shards from the clock's epoch, so
-// that the shards' rounds do not all compete for the cores at once.
-func (c *SharedClock) shardStart(index int, now time.Time) time.Time {
-	phase := c.epoch.Add(time.Duration(index) * c.interval / time.Duration(len(c.shards)))
-	since := now.Sub(phase)
-	if since <= 0 {
-		return phase
-	}
-	return phase.Add((since + c.interval - 1) / c.interval * c.interval)
 }
 
 // Leave removes the member: when it returns, no tick of the member runs or will run. When it
@@ -306,7 +281,6 @@ func (sh *shard) tick(k int64, interval time.Duration) {
 	sh.next = k + 1
 	sh.mu.Unlock()
 	due := time.Duration(k) * interval
-	split := false
 	for _, m := range sh.local {
 		m.mu.Lock()
 		if !m.gone {
@@ -316,21 +290,8 @@ func (sh *shard) tick(k int64, interval time.Duration) {
 			m.next = k + 1
 			n := k - m.first
 			late := max(sh.now()-due, 0)
-			m.cur = Tick{N: n, Due: time.Duration(n) * interval, Late: late}
-			m.fn(m.cur)
+			m.fn(Tick{N: n, Due: time.Duration(n) * interval, Late: late})
 			m.stats.note(late, interval)
-			split = split || m.then != nil
-		}
-		m.mu.Unlock()
-	}
-	if !split {
-		return
-	}
-	for _, m := range sh.local {
-		m.mu.Lock()
-		if !m.gone && m.then != nil && m.next == k+1 { // its first part ran this tick
-			m.cur.Late = max(sh.now()-due, 0)
-			m.then(m.cur)
 		}
 		m.mu.Unlock()
 	}

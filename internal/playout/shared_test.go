@@ -2,8 +2,6 @@ package playout
 
 import (
 	"errors"
-	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -273,67 +271,5 @@ func BenchmarkSharedClockRound(b *testing.B) {
 		at += FrameDuration
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/200, "ns/member-tick")
-	c.Close()
-}
-
-func TestSharedClockShardPhases(t *testing.T) {
-	const ms = time.Millisecond
-	c := NewSharedClock(SharedClockConfig{Shards: 4})
-	e := c.epoch
-	for _, tc := range []struct {
-		index int
-		now   time.Duration // since the epoch
-		start time.Duration
-	}{
-		{0, 0, 0},
-		{0, 3 * ms, 20 * ms},
-		{2, 3 * ms, 10 * ms},
-		{1, 5 * ms, 5 * ms},
-		{3, 16 * ms, 35 * ms},
-		{1, 1001 * ms, 1005 * ms},
-	} {
-		if got := c.shardStart(tc.index, e.Add(tc.now)).Sub(e); got != tc.start {
-			t.Errorf("shard %d started at %v: first tick at %v, want %v", tc.index, tc.now, got, tc.start)
-		}
-	}
-}
-
-// TestSharedClockSplit: with JoinSplit, a tick runs the first part of every member before the
-// second part of any, a member's two parts see the same tick, and a member that leaves between
-// them (from another member's callback) gets no second part.
-func TestSharedClockSplit(t *testing.T) {
-	c := newVirtualClock(1)
-	var order []string
-	var b *Member
-	mk := func(name string) (func(Tick), func(Tick)) {
-		return func(tk Tick) { order = append(order, fmt.Sprintf("%s%d", name, tk.N)) },
-			func(tk Tick) { order = append(order, fmt.Sprintf("%s%d'", name, tk.N)) }
-	}
-	af, at := mk("a")
-	bf, bt := mk("b")
-	cf, _ := mk("c")
-	join := func(fn, then func(Tick)) *Member {
-		m, err := c.JoinSplit(fn, then, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.shard.now = func() time.Duration { return c.now }
-		return m
-	}
-	a := join(af, at)
-	b = join(bf, bt)
-	join(func(tk Tick) {
-		cf(tk)
-		if tk.N == 1 {
-			b.Leave() // between b's two parts of tick 1
-		}
-	}, nil)
-	c.advance(0)
-	c.advance(20 * time.Millisecond)
-	want := "a0 b0 c0 a0' b0' a1 b1 c1 a1'"
-	if got := strings.Join(order, " "); got != want {
-		t.Fatalf("calls %q, want %q", got, want)
-	}
-	a.Leave()
 	c.Close()
 }
