@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -325,71 +324,4 @@ func TestClockTickAllocs(t *testing.T) {
 	for _, s := range socks {
 		s.close()
 	}
-}
-
-// BenchmarkClockSockets measures the CPU of 20 ms ticking alone: n offline receiving sockets
-// whose slots are idle (each tick makes comfort noise once and hands the event to the socket's
-// event goroutine, whose bot releases it), for 3 s of wall time, on the platform's shared clock
-// against a clock goroutine per socket (playout.Clock, as the sockets had before). It reports
-// the process's CPU per socket and second of media. Run it with -benchtime 1x:
-//
-//	go test ./sdk -run '^$' -bench ClockSockets -benchtime 1x
-func BenchmarkClockSockets(b *testing.B) {
-	for _, n := range []int{200, 500} {
-		for _, shared := range []bool{false, true} {
-			name := fmt.Sprintf("own-%d", n)
-			if shared {
-				name = fmt.Sprintf("shared-%d", n)
-			}
-			b.Run(name, func(b *testing.B) {
-				for b.Loop() {
-					cpu := clockCPU(b, n, shared, 3*time.Second)
-					b.ReportMetric(float64(cpu)/float64(time.Microsecond), "cpu-µs/socket-s")
-				}
-			})
-		}
-	}
-}
-
-// clockCPU runs n idle receiving sockets for d and returns the process CPU per socket-second.
-func clockCPU(b *testing.B, n int, shared bool, d time.Duration) time.Duration {
-	c := newAudioClock()
-	defer c.Close()
-	var events atomic.Int64
-	socks := make([]*AudioSocket, n)
-	clocks := make([]*playout.Clock, 0, n)
-	for i := range socks {
-		settings := AudioSocketSettings{Direction: Recvonly, OnAudioReceived: func(e AudioReceivedEvent) {
-			events.Add(1)
-			e.Buffer.Release()
-		}}
-		s := offlineAudioSocketWith(b, 1, settings, nil)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.events.run(s.stop, s.deliver, s.discard)
-		}()
-		if shared {
-			s.mu.Lock()
-			if err := s.joinClock(c); err != nil {
-				b.Fatal(err)
-			}
-			s.mu.Unlock()
-		} else {
-			clocks = append(clocks, playout.StartClock(b.Context(), playout.FrameDuration, s.clockTick))
-		}
-		socks[i] = s
-	}
-	time.Sleep(time.Second) // the slots go idle after 500 ms
-	cpu0, t0, ev0 := rusageCPU(), time.Now(), events.Load()
-	time.Sleep(d)
-	cpu1, t1, ev1 := rusageCPU(), time.Now(), events.Load()
-	for _, cl := range clocks {
-		cl.Close()
-	}
-	for _, s := range socks {
-		s.close()
-	}
-	b.ReportMetric(float64(ev1-ev0)/(t1.Sub(t0).Seconds()*50*float64(n)), "events/expected")
-	return time.Duration(float64(cpu1-cpu0) / float64(n) / t1.Sub(t0).Seconds())
 }
