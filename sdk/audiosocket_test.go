@@ -491,17 +491,10 @@ func offlineAudioSocket(t testing.TB, lines int, dir StreamDirection, onAudio fu
 // their own).
 func offlineAudioSocketClock(t testing.TB, lines int, dir StreamDirection, onAudio func(AudioReceivedEvent), now func() time.Duration) *AudioSocket {
 	t.Helper()
-	return offlineAudioSocketWith(t, lines, AudioSocketSettings{Direction: dir, ReceiveUnmixed: true, OnAudioReceived: onAudio}, now)
-}
-
-// offlineAudioSocketWith is offlineAudioSocketClock with the given settings.
-func offlineAudioSocketWith(t testing.TB, lines int, settings AudioSocketSettings, now func() time.Duration) *AudioSocket {
-	t.Helper()
-	s, err := NewAudioSocket(settings)
+	s, err := NewAudioSocket(AudioSocketSettings{Direction: dir, ReceiveUnmixed: true, OnAudioReceived: onAudio})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := settings.Direction
 	call := &callMedia{ctx: context.Background(), callID: "offline", log: slog.New(slog.DiscardHandler)}
 	for i := 0; i < lines; i++ {
 		call.lines = append(call.lines, rtc.Line{Kind: rtc.KindAudio, Index: i, MID: rtc.AudioMID(i)})
