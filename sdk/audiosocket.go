@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -111,13 +112,12 @@ type AudioReceivedEvent struct {
 // calls nothing back.
 //
 // OnAudioReceived, OnSendStatusChanged and OnDominantSpeakerChanged run on the socket's one
-// event goroutine, one at a time, in order; OnSendDone runs on the platform's 20 ms audio
-// clock, which the sockets of other calls share. None runs after Close returns (for a call's
-// sockets: before the call's OnCleanup). A callback should return quickly (queue slow work
-// elsewhere): while it runs, received frames wait in a short queue, and when that is full the
-// oldest is dropped. The network and the 20 ms clock never wait for an event callback. Do not
-// call Close, or the handler's methods that end the call's media, from a callback: they wait
-// for it to return.
+// event goroutine, one at a time, in order; OnSendDone runs on its 20 ms clock goroutine. None
+// runs after Close returns (for a call's sockets: before the call's OnCleanup). A callback
+// should return quickly (queue slow work elsewhere): while it runs, received frames wait in a
+// short queue, and when that is full the oldest is dropped. The network and the socket's 20 ms
+// clock never wait for an event callback. Do not call Close, or the handler's methods that end
+// the call's media, from a callback: they wait for it to return.
 type AudioSocketSettings struct {
 	Direction StreamDirection
 	Format    AudioFormat
@@ -139,11 +139,11 @@ type AudioSocketSettings struct {
 	// event goroutine, like OnAudioReceived.
 	OnDominantSpeakerChanged func(sourceID uint32)
 	// OnSendDone is called with each buffer given to Send once the platform is done with it
-	// (encoded and sent, or discarded). It runs on the platform's 20 ms audio clock (or, for
+	// (encoded and sent, or discarded). It runs on the socket's 20 ms clock goroutine (or, for
 	// buffers still queued when the socket closes, on the goroutine that closes it: the call's
-	// event goroutine at cleanup), whose goroutine ticks the sockets of other calls too, so it
-	// must not block: take the buffer back (Release it, or put it in a free list) and return.
-	// Nil means the platform Releases the buffer, which returns it to the pool it came from.
+	// event goroutine at cleanup), so it must not block: take the buffer back (Release it, or
+	// put it in a free list) and return. Nil means the platform Releases the buffer, which
+	// returns it to the pool it came from.
 	OnSendDone func(*media.AudioBuffer)
 
 	// QueueFrames is the depth of the event queue in frames; 0 means 10 (200 ms).
@@ -214,8 +214,7 @@ const speakerThreshold = 100
 // AudioSocket sends and receives a call's audio, frame by frame. Make one per call with
 // NewAudioSocket and give it to MediaPlatform.CreateMediaConfiguration. Receiving: one frame
 // every 20 ms through OnAudioReceived, mixed from the loudest speakers the service forwards.
-// Sending: Send queues 20 ms frames, which the socket encodes and sends on its clock. The
-// socket's 20 ms ticks come from the platform's shared audio clock (see clock.go).
+// Sending: Send queues 20 ms frames, which the socket encodes and sends on its clock.
 type AudioSocket struct {
 	settings AudioSocketSettings
 	pool     *media.AudioPool
@@ -237,10 +236,10 @@ type AudioSocket struct {
 	stop       chan struct{}
 	wg         sync.WaitGroup
 	once       sync.Once
-	clockStats playout.ClockCounters // the socket's ticks on the shared clock
-	member     *playout.Member       // on the platform's audio clock, from start; guarded by mu
+	clockStats playout.ClockCounters
+	stopClock  context.CancelFunc
 
-	// Owned by the clock (one tick at a time).
+	// Owned by the clock goroutine.
 	enc          *opus.Encoder
 	opusOut      []byte
 	pkt          rtp.Packet
@@ -424,12 +423,15 @@ func (s *AudioSocket) start(call *callMedia) error {
 	}
 	s.order = make([]int, 0, len(s.slots))
 	s.ids = make([]uint32, 0, len(s.slots))
-	s.wg.Add(1)
+	ctx, cancel := context.WithCancel(call.ctx)
+	s.stopClock = cancel
+	s.wg.Add(2)
+	go s.clock(ctx)
 	go func() {
 		defer s.wg.Done()
 		s.events.run(s.stop, s.deliver, s.discard)
 	}()
-	return s.joinClock(s.owner.platform.audioClock)
+	return nil
 }
 
 func (s *AudioSocket) localTrack(line rtc.Line, sender *webrtc.RTPSender, track *webrtc.TrackLocalStaticRTP) {
@@ -548,6 +550,16 @@ func (s *AudioSocket) Send(buf *media.AudioBuffer) error {
 
 // Dropped returns how many received frames were dropped because the bot's callbacks were slow.
 func (s *AudioSocket) Dropped() uint64 { return s.events.droppedCount() }
+
+// clock is the socket's 20 ms clock goroutine: each tick it mixes one received frame for the
+// bot and encodes one frame the bot sent. playout.Run keeps ticks on an absolute schedule, so
+// they do not drift; after a stall it runs a short burst of overdue ticks and skips older ones.
+func (s *AudioSocket) clock(ctx context.Context) {
+	defer s.wg.Done()
+	_ = playout.Run(ctx, playout.FrameDuration, 0, func(t playout.Tick) {
+		s.tick(time.Duration(t.N) * playout.FrameDuration)
+	}, &s.clockStats)
+}
 
 // tick does one 20 ms step at media time ts.
 func (s *AudioSocket) tick(ts time.Duration) {
@@ -718,16 +730,15 @@ func (s *AudioSocket) close() {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.closed = true
-		member := s.member
 		s.mu.Unlock()
 		s.status.Store(uint32(Inactive))
 		s.sendMu.Lock()
 		s.sendDead = true
 		s.sendMu.Unlock()
-		if member != nil {
-			member.Leave() // no tick runs from here on, so none queues an event after the drain
-		}
 		close(s.stop)
+		if s.stopClock != nil {
+			s.stopClock()
+		}
 		s.wg.Wait()
 		for {
 			select {

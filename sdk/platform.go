@@ -14,7 +14,6 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/switchboard-rtc/switchboard/internal/playout"
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 )
 
@@ -80,9 +79,6 @@ type MediaPlatform struct {
 	mux      ice.UDPMux
 	api      *webrtc.API
 	cert     webrtc.Certificate
-
-	// audioClock ticks every audio socket of the platform's calls every 20 ms (clock.go).
-	audioClock *playout.SharedClock
 
 	ctx    context.Context // ends at Close; answers derive their deadline from it
 	cancel context.CancelFunc
@@ -150,8 +146,6 @@ func NewMediaPlatform(s MediaPlatformSettings) (*MediaPlatform, error) {
 		cert:     cert,
 		calls:    map[*MediaConfiguration]struct{}{},
 		done:     make(chan struct{}),
-
-		audioClock: newAudioClock(),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.log.Info("media platform listening", "addr", conn.LocalAddr().String(), "public_ip", s.PublicIP, "public_port", publicPort)
@@ -275,7 +269,6 @@ func (p *MediaPlatform) Close() error {
 		for _, m := range calls {
 			m.close()
 		}
-		p.audioClock.Close() // its sockets have left; this stops a shard of a socket still starting
 		_ = p.mux.Close()
 		close(p.done)
 	})
