@@ -8,9 +8,7 @@
 // Push is called by the network goroutine and Next by the clock goroutine;
 // they share the jitter buffer under a mutex held for a few hundred
 // nanoseconds, and neither allocates in the steady state. Clock (clock.go)
-// is the real-time driver that calls Next on an absolute 20 ms schedule;
-// SharedClock (shared.go) keeps that schedule for many streams on a few
-// goroutines.
+// is the real-time driver that calls Next on an absolute 20 ms schedule.
 package playout
 
 import (
