@@ -56,7 +56,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&c.Rate, "rate", 20, "calls placed a second while ramping up")
 	fs.DurationVar(&c.Settle, "settle", 3*time.Second, "wait after the last call is placed before measuring")
 	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "measured (steady) window")
-	fs.StringVar(&o.mode, "mode", "sendrecv", "sendrecv (the bot sends audio back: echo) or recvonly (the bot only receives: recorder)")
+	fs.StringVar(&o.mode, "mode", "sendrecv", "sendrecv (the bot sends audio back: echo) or recvonly (the bot only receives; the default with -bot recorder)")
 	fs.BoolVar(&c.Video, "video", false, "also send a VP8 camera stream (320x180, 12.5 fps, one layer, encoded once)")
 	fs.StringVar(&c.WAV, "wav", "", "16 kHz WAV file to send instead of the generated tone (markers are added)")
 	fs.IntVar(&c.DecodeEvery, "decode-every", 10, "decode the returned audio of one call in N (latency markers)")
@@ -84,6 +84,11 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	modeSet := false
+	fs.Visit(func(f *flag.Flag) { modeSet = modeSet || f.Name == "mode" })
+	if !modeSet && c.Bot == "recorder" {
+		o.mode = "recvonly" // the recorder only listens: its calls are receive-only unless told
 	}
 	var err error
 	if c.Mode, err = loadgen.ParseMode(o.mode); err != nil {

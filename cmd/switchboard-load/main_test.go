@@ -27,6 +27,23 @@ func TestParse(t *testing.T) {
 	if o.cfg.Calls != 7 || o.cfg.Loss != 0.05 || o.cfg.Mode != loadgen.Recvonly {
 		t.Fatalf("parsed %+v", o.cfg)
 	}
+	// The recorder's calls are receive-only unless -mode says otherwise; other bots' sendrecv.
+	for _, c := range []struct {
+		args []string
+		want loadgen.Mode
+	}{
+		{[]string{"-spawn", "-bot", "recorder"}, loadgen.Recvonly},
+		{[]string{"-spawn", "-bot", "recorder", "-mode", "sendrecv"}, loadgen.Sendrecv},
+		{[]string{"-spawn", "-bot", "echo"}, loadgen.Sendrecv},
+	} {
+		o, err := parse(c.args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.cfg.Mode != c.want {
+			t.Errorf("parse(%q): mode %v, want %v", c.args, o.cfg.Mode, c.want)
+		}
+	}
 	if lo, hi, err := parseRange("20000-29999"); err != nil || lo != 20000 || hi != 29999 {
 		t.Fatalf("parseRange: %d %d %v", lo, hi, err)
 	}

@@ -507,7 +507,7 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 		r.RxGap = &Gaps{Intervals: rx.total(), P50Ms: msf(rx.quantile(0.5)), P99Ms: msf(rx.quantile(0.99)), MaxMs: msf(rx.max())}
 		lat := w1.lat.sub(w0.lat)
 		r.RTT = &RTT{Samples: lat.total(), P50Ms: msf(lat.quantile(0.5)), P99Ms: msf(lat.quantile(0.99)),
-			CodecDelayMs: msf(2 * g.sig.CodecDelay), SampledCalls: (cfg.Calls + cfg.DecodeEvery - 1) / cfg.DecodeEvery}
+			CodecDelayMs: msf(g.sig.PathCodecDelay), SampledCalls: (cfg.Calls + cfg.DecodeEvery - 1) / cfg.DecodeEvery}
 		r.Packets = &Packets{Sent: w1.sent - w0.sent, Received: w1.recv - w0.recv,
 			LostOnReturn: max(0, (w1.expected-w0.expected)-int64(w1.recv-w0.recv))}
 		r.Packets.VideoReceived = w1.videoRx - w0.videoRx

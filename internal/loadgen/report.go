@@ -74,7 +74,8 @@ type Gaps struct {
 }
 
 // RTT is the marker round trip: from sending a marker burst to its onset in the audio that
-// came back, on the sampled calls. It includes CodecDelayMs (two Opus encode-decode passes).
+// came back, on the sampled calls. It includes CodecDelayMs (two Opus encode-decode passes: the
+// participant's and the bot's, at the SDK's default encoding).
 type RTT struct {
 	SampledCalls int     `json:"sampledCalls"`
 	Samples      uint64  `json:"samples"`

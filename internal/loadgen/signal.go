@@ -49,8 +49,12 @@ type Packet struct {
 type Signal struct {
 	Packets []Packet
 	// CodecDelay is where the marker's onset appears after one Opus encode and decode of the
-	// signal (the codec's own delay, included in every path figure once per encode-decode pass).
+	// signal: the participant's encoding (these packets), decoded.
 	CodecDelay time.Duration
+	// PathCodecDelay is where it appears after the echo path's two passes: these packets
+	// decoded, encoded again as the bot SDK encodes by default (Opus's low-delay mode at
+	// complexity 0) and decoded. Every round trip figure includes it.
+	PathCodecDelay time.Duration
 }
 
 // GenerateSignal makes seconds of a quiet tone with the markers.
@@ -165,7 +169,10 @@ func encodeSignal(pcm []int16) (*Signal, error) {
 			}
 		}
 	}
-	if sig.CodecDelay, err = sig.calibrate(); err != nil {
+	if sig.CodecDelay, err = sig.calibrate(false); err != nil {
+		return nil, err
+	}
+	if sig.PathCodecDelay, err = sig.calibrate(true); err != nil {
 		return nil, err
 	}
 	return sig, nil
@@ -186,18 +193,50 @@ func audioLevel(pcm []int16) byte {
 }
 
 // calibrate decodes the signal twice around and finds the marker onsets: their position after
-// the frame start is the codec's delay.
-func (s *Signal) calibrate() (time.Duration, error) {
+// the frame start is the codec's delay. With botPass, each decoded frame is first encoded again
+// as the bot SDK does by default (low-delay mode, complexity 0), as on the echo path.
+func (s *Signal) calibrate(botPass bool) (time.Duration, error) {
 	d, err := NewDetector()
 	if err != nil {
 		return 0, err
 	}
 	defer d.Close()
+	var (
+		dec *opus.Decoder
+		enc *opus.Encoder
+		pcm = make([]int16, opus.MaxFrameSamples)
+		out = make([]byte, opus.MaxPacketSize)
+	)
+	if botPass {
+		if dec, err = opus.NewDecoder(); err != nil {
+			return 0, fmt.Errorf("loadgen: calibrate: %w", err)
+		}
+		defer dec.Close()
+		if enc, err = opus.NewEncoder(opus.EncoderConfig{Bitrate: 32000, Application: opus.AppRestrictedLowDelay}); err == nil {
+			err = enc.SetComplexity(0)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("loadgen: calibrate: bot's encoder: %w", err)
+		}
+		defer enc.Close()
+	}
 	var delays []time.Duration
 	base := time.Unix(0, 0)
 	for i := 0; i < 2*len(s.Packets); i++ {
 		at := base.Add(time.Duration(i) * frameDuration)
-		if onset, ok := d.Frame(s.Packets[i%len(s.Packets)].Payload, at); ok && i >= len(s.Packets) {
+		payload := s.Packets[i%len(s.Packets)].Payload
+		if botPass {
+			n, err := dec.Decode(payload, pcm)
+			if err != nil {
+				return 0, fmt.Errorf("loadgen: calibrate: decode frame %d: %w", i, err)
+			}
+			m, err := enc.Encode(pcm[:n], out)
+			if err != nil {
+				return 0, fmt.Errorf("loadgen: calibrate: encode frame %d: %w", i, err)
+			}
+			payload = out[:m]
+		}
+		if onset, ok := d.Frame(payload, at); ok && i >= len(s.Packets) {
 			sent := base.Add(time.Duration(i-i%framesPerSecond) * frameDuration)
 			delays = append(delays, onset.Sub(sent))
 		}

@@ -37,7 +37,10 @@ func TestGenerateSignal(t *testing.T) {
 	if s.CodecDelay < 0 || s.CodecDelay > 20*time.Millisecond {
 		t.Fatalf("codec delay %v", s.CodecDelay)
 	}
-	t.Logf("codec delay %v, marker packet %d bytes", s.CodecDelay, len(s.Packets[0].Payload))
+	if s.PathCodecDelay < s.CodecDelay || s.PathCodecDelay > s.CodecDelay+20*time.Millisecond {
+		t.Fatalf("path codec delay %v with one pass %v", s.PathCodecDelay, s.CodecDelay)
+	}
+	t.Logf("codec delay %v (path %v), marker packet %d bytes", s.CodecDelay, s.PathCodecDelay, len(s.Packets[0].Payload))
 }
 
 func TestLoadWAVSignal(t *testing.T) {
