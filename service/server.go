@@ -73,6 +73,7 @@ type Server struct {
 	manager    *calls.Manager
 	metrics    *prometheus.Registry
 	media      *conferencing // nil without conferencing
+	cert       *certificate  // the HTTPS listener's; nil without TLS
 
 	watchStop chan struct{}
 	watchWG   sync.WaitGroup
@@ -107,11 +108,10 @@ func New(cfg config.Config, opts Options) (*Server, error) {
 	}
 	var tlsConf *tls.Config
 	if cfg.TLS.Enabled() {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load TLS certificate %s: %w", cfg.TLS.CertFile, err)
+		if s.cert, err = loadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return nil, err
 		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tlsConf = &tls.Config{GetCertificate: s.cert.get, MinVersion: tls.VersionTLS12}
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -321,22 +321,36 @@ func (s *Server) Start() {
 				s.log.Error("HTTP server stopped", "err", err)
 			}
 		}()
-		if s.cfg.File != "" && s.cfg.WatchConfig > 0 {
+		if (s.cfg.File != "" || s.cert != nil) && s.cfg.WatchConfig > 0 {
 			s.watchWG.Add(1)
 			go s.watch(s.cfg.WatchConfig.D())
 		}
 	})
 }
 
-// Reload rereads the configuration file and swaps in its bot list (atomically: calls in flight
-// keep the bot entry they started with). Other settings need a restart. An invalid file changes
-// nothing.
+// Reload rereads the TLS certificate and key files, and the configuration file, whose bot list
+// it swaps in (atomically: calls in flight keep the bot entry they started with). Other settings
+// need a restart. An invalid file changes nothing: the certificate and the bots in use stay.
 func (s *Server) Reload() error {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
+	var certErr error
+	if s.cert != nil {
+		if _, certErr = s.cert.reload(true); certErr == nil {
+			s.log.Info("TLS certificate reloaded", "file", s.cfg.TLS.CertFile)
+		}
+	}
 	if s.cfg.File == "" {
+		if s.cert != nil {
+			return certErr
+		}
 		return errors.New("reload: no configuration file")
 	}
+	return errors.Join(certErr, s.reloadBots())
+}
+
+// reloadBots rereads the configuration file and swaps in its bot list.
+func (s *Server) reloadBots() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	data, err := os.ReadFile(s.cfg.File)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
@@ -367,7 +381,8 @@ func (s *Server) AddBot(b config.Bot) error {
 	return nil
 }
 
-// watch reloads the bots when the configuration file's contents change.
+// watch reloads the bots when the configuration file's contents change, and the TLS
+// certificate when its files change.
 func (s *Server) watch(every time.Duration) {
 	defer s.watchWG.Done()
 	t := time.NewTicker(every)
@@ -378,6 +393,16 @@ func (s *Server) watch(every time.Duration) {
 			return
 		case <-t.C:
 		}
+		if s.cert != nil {
+			if changed, err := s.cert.reload(false); err != nil {
+				s.log.Error("TLS certificate files changed but not reloaded", "err", err)
+			} else if changed {
+				s.log.Info("TLS certificate reloaded", "file", s.cfg.TLS.CertFile)
+			}
+		}
+		if s.cfg.File == "" {
+			continue
+		}
 		data, err := os.ReadFile(s.cfg.File)
 		s.reloadMu.Lock()
 		changed := err == nil && !bytes.Equal(data, s.lastConf)
@@ -386,7 +411,7 @@ func (s *Server) watch(every time.Duration) {
 		}
 		s.reloadMu.Unlock()
 		if changed {
-			if err := s.Reload(); err != nil {
+			if err := s.reloadBots(); err != nil {
 				s.log.Error("configuration changed but not reloaded", "err", err)
 			}
 		}

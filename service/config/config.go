@@ -58,7 +58,8 @@ type Config struct {
 	// MediaTimeout bounds the time from the bot's answer to media connected.
 	MediaTimeout Duration `json:"mediaTimeout,omitzero"`
 	// WatchConfig, when positive, is how often the configuration file is checked for changes
-	// (the bot registry is reloaded when it changed). SIGHUP always reloads.
+	// (the bot registry is reloaded when it changed), and the TLS certificate's files (the
+	// certificate is reloaded when either changed). SIGHUP always reloads both.
 	WatchConfig Duration `json:"watchConfig,omitzero"`
 	// Bots are the registered bots.
 	Bots []Bot `json:"bots,omitempty"`
