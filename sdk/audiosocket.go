@@ -404,6 +404,9 @@ func (s *AudioSocket) start(call *callMedia) error {
 	}
 	s.call = call
 	s.log = call.log.With("socket", "audio")
+	if call.audio != nil {
+		s.settings.OnAudioReceived = call.audio.Wrap(s.settings.OnAudioReceived)
+	}
 	if s.settings.Direction.receives() {
 		for _, line := range call.lines {
 			sl, err := s.newSlot(line.Index)

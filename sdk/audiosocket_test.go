@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-rtc/switchboard/internal/opus"
@@ -32,9 +33,17 @@ type testCall struct {
 // relay, the peer reaches the bot through an impairing relay.
 func newTestCall(t testing.TB, relay bool, sockets ...MediaSocket) *testCall {
 	t.Helper()
+	return newTestCallOn(t, MediaPlatformSettings{}, relay, sockets...)
+}
+
+// newTestCallOn is newTestCall on a platform with settings (its address and names are the
+// test's).
+func newTestCallOn(t testing.TB, settings MediaPlatformSettings, relay bool, sockets ...MediaSocket) *testCall {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	p, err := NewMediaPlatform(MediaPlatformSettings{InternalIP: "127.0.0.1", ServiceFQDN: "bot.test", AppID: "test"})
+	settings.InternalIP, settings.ServiceFQDN, settings.AppID = "127.0.0.1", "bot.test", "test"
+	p, err := NewMediaPlatform(settings)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +214,8 @@ func TestAudioReceive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := newTestCall(t, false, sock)
+	metrics := NewAudioMetrics()
+	tc := newTestCallOn(t, MediaPlatformSettings{AudioMetrics: metrics}, false, sock)
 
 	const frames = 150
 	// A machine that stalls the process makes the socket's clock skip ticks, and a slow event
@@ -224,6 +234,14 @@ func TestAudioReceive(t *testing.T) {
 	missedAll := missed()
 	if st := sock.pool.Stats(); st.Outstanding != 0 {
 		t.Errorf("%d audio buffers outlive the call", st.Outstanding)
+	}
+	// The platform's AudioMetrics saw every event the bot did.
+	var counted dto.Metric
+	if err := metrics.events.Write(&counted); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := counted.GetCounter().GetValue(), float64(log.count()); got != want {
+		t.Errorf("the platform's AudioMetrics counted %v events, the bot got %v", got, want)
 	}
 
 	if got := after - before + missedAfter - missedBefore; got < frames-1-2 || got > frames-1+2 {

@@ -139,7 +139,8 @@ type callMedia struct {
 	callID string
 	log    *slog.Logger
 	pc     *webrtc.PeerConnection
-	lines  []rtc.Line // the offer's lines of the socket's kind
+	lines  []rtc.Line    // the offer's lines of the socket's kind
+	audio  *AudioMetrics // the platform's (MediaPlatformSettings.AudioMetrics); nil: none
 }
 
 // socketFor returns the socket bound to an m-line, or nil.
@@ -322,7 +323,8 @@ func (m *MediaConfiguration) negotiate(offerSDP string) (string, error) {
 		}
 	}
 	for _, s := range m.sockets() {
-		if err := s.start(&callMedia{ctx: m.platform.ctx, callID: m.callID, log: m.log, pc: pc, lines: lines[s.lineKind()]}); err != nil {
+		if err := s.start(&callMedia{ctx: m.platform.ctx, callID: m.callID, log: m.log, pc: pc, lines: lines[s.lineKind()],
+			audio: m.platform.settings.AudioMetrics}); err != nil {
 			return "", err
 		}
 	}

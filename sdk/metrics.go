@@ -21,13 +21,15 @@ var AudioEventIntervalBuckets = func() []float64 {
 // histogram), and counters of events, silent events (comfort noise: no speaker's audio arrived
 // for the frame) and frames the socket dropped because the bot's callbacks were slow.
 //
-// It is a prometheus.Collector: register one per process and serve the registry. Sockets take
-// part by wrapping their callback with Wrap. Recording an event costs a clock read and a few
-// atomic additions, and allocates nothing. Its methods are safe for concurrent use.
+// It is a prometheus.Collector: register one per process and serve the registry. Give it to
+// the media platform (MediaPlatformSettings.AudioMetrics, which sdk/bot does) and every audio
+// socket of every call records into it; a socket can also take part alone by wrapping its
+// callback with Wrap. Recording an event costs a clock read and a few atomic additions, and
+// allocates nothing. Its methods are safe for concurrent use.
 //
 //	m := sdk.NewAudioMetrics()
 //	reg.MustRegister(m)
-//	settings.OnAudioReceived = m.Wrap(onAudio)
+//	platform, err := sdk.NewMediaPlatform(sdk.MediaPlatformSettings{AudioMetrics: m, ...})
 type AudioMetrics struct {
 	interval prometheus.Histogram
 	events   prometheus.Counter

@@ -67,6 +67,11 @@ type MediaPlatformSettings struct {
 	// Logger receives the platform's logs (call id and socket as attributes; nothing per
 	// packet). Nil means slog.Default().
 	Logger *slog.Logger
+
+	// AudioMetrics, when set, records the audio events of every call's audio socket (their
+	// cadence, silent and dropped frames) as AudioMetrics.Wrap would: register it with the
+	// registry the bot serves. Nil records nothing.
+	AudioMetrics *AudioMetrics
 }
 
 // MediaPlatform is the bot's media engine: one per process, made once at startup with

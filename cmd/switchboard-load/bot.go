@@ -19,7 +19,7 @@ const botCommand = "bot"
 
 // runBot is a measuring bot for load runs: the echo example's audio path (sendrecv, every
 // received frame sent back) or a receive-only one (frames released, as a recorder that keeps
-// nothing), with each socket's OnAudioReceived wrapped by sdk.AudioMetrics, and /metrics and
+// nothing), its sockets' audio events recorded by sdk/bot's AudioMetrics, and /metrics and
 // /debug/pprof/ served on -debug-listen. The examples serve the same metrics (sdk/bot's
 // -debug-listen); this bot measures the audio path alone, without their video.
 func runBot(args []string, stderr io.Writer) int {
@@ -43,7 +43,6 @@ func runBot(args []string, stderr io.Writer) int {
 	if cfg.DebugListen == "" {
 		cfg.DebugListen = "127.0.0.1:0" // this bot is for measuring: its metrics are always served
 	}
-	metrics := cfg.AudioMetrics
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := bot.Run(ctx, cfg, func(p *sdk.MediaPlatform, c *sdk.Call) sdk.CallEvents {
@@ -53,12 +52,12 @@ func runBot(args []string, stderr io.Writer) int {
 				var err error
 				audio, err = sdk.NewAudioSocket(sdk.AudioSocketSettings{
 					Direction: dir,
-					OnAudioReceived: metrics.Wrap(func(ev sdk.AudioReceivedEvent) {
+					OnAudioReceived: func(ev sdk.AudioReceivedEvent) {
 						if dir == sdk.Sendrecv && audio.Send(ev.Buffer) == nil {
 							return // released by OnSendDone once encoded and sent
 						}
 						ev.Buffer.Release()
-					}),
+					},
 					OnSendDone: func(buf *media.AudioBuffer) { buf.Release() },
 				})
 				if err != nil {

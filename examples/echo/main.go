@@ -32,7 +32,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := bot.Run(ctx, cfg, echo.NewCallMeasured(cfg.AudioMetrics)); err != nil {
+	if err := bot.Run(ctx, cfg, echo.NewCall); err != nil {
 		fmt.Fprintln(os.Stderr, "echo:", err)
 		os.Exit(1)
 	}

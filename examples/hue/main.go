@@ -30,7 +30,6 @@ func main() {
 	flag.BoolVar(&opts.echo, "echo", false, "send the call's audio back as well")
 	flag.BoolVar(&opts.label, "label", true, "draw the dominant speaker's name on the video")
 	flag.Parse()
-	opts.metrics = cfg.AudioMetrics
 	if cfg.AppID == "" {
 		cfg.AppID = "hue"
 	}
@@ -50,7 +49,6 @@ type options struct {
 	degrees float64
 	echo    bool
 	label   bool
-	metrics *sdk.AudioMetrics // records the echoed audio's events (-debug-listen); nil: none
 }
 
 // Width and Height are the size the bot subscribes to the caller's video at.
@@ -119,14 +117,14 @@ func (m *mirror) answer(ctx context.Context, in *sdk.IncomingCall) sdk.Workflow 
 		var audio *sdk.AudioSocket
 		audio, err = sdk.NewAudioSocket(sdk.AudioSocketSettings{
 			Direction: sdk.Sendrecv,
-			OnAudioReceived: m.recorded(func(ev sdk.AudioReceivedEvent) {
+			OnAudioReceived: func(ev sdk.AudioReceivedEvent) {
 				for _, u := range ev.Unmixed {
 					u.Release()
 				}
 				if audio.Send(ev.Buffer) != nil {
 					ev.Buffer.Release() // not sending (yet): the buffer is still ours
 				}
-			}),
+			},
 		})
 		if err != nil {
 			m.video.Close()
@@ -211,13 +209,4 @@ func drawLabel(buf *media.VideoBuffer, name string) {
 	x, y := labelOrigin(f.Height)
 	bg := nv12.Black
 	_ = nv12.DrawText(buf, x, y, name, nv12.TextStyle{Scale: s, Color: nv12.White, Background: &bg, Pad: s})
-}
-
-// recorded wraps an audio socket's callback so that its events are counted in the bot's audio
-// metrics, when it has them.
-func (m *mirror) recorded(f func(sdk.AudioReceivedEvent)) func(sdk.AudioReceivedEvent) {
-	if m.opts.metrics == nil {
-		return f
-	}
-	return m.opts.metrics.Wrap(f)
 }

@@ -35,7 +35,6 @@ func main() {
 	flag.Float64Var(&opts.fps, "fps", 30, "frame rate of the Y4M files (frames are repeated or skipped to keep time)")
 	flag.DurationVar(&opts.snapshotEvery, "snapshot-every", 5*time.Second, "media time between PNG snapshots of each video; 0 disables them")
 	flag.Parse()
-	opts.metrics = cfg.AudioMetrics
 	if cfg.AppID == "" {
 		cfg.AppID = "recorder"
 	}
@@ -68,7 +67,6 @@ type options struct {
 	width, height int
 	fps           float64
 	snapshotEvery time.Duration
-	metrics       *sdk.AudioMetrics // records the audio events (-debug-listen); nil: none
 }
 
 func (o *options) check() error {

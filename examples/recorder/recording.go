@@ -97,14 +97,10 @@ func (r *recording) answer(ctx context.Context, in *sdk.IncomingCall) sdk.Workfl
 		return sdk.Reject("the recorder cannot write its files")
 	}
 	r.mix = mix
-	onAudio := r.onAudio
-	if r.opts.metrics != nil {
-		onAudio = r.opts.metrics.Wrap(onAudio) // -debug-listen's audio event cadence
-	}
 	r.audio, err = sdk.NewAudioSocket(sdk.AudioSocketSettings{
 		Direction:       sdk.Recvonly,
 		ReceiveUnmixed:  r.opts.perSpeaker,
-		OnAudioReceived: onAudio,
+		OnAudioReceived: r.onAudio,
 		QueueFrames:     50, // a second of slack for the disk
 	})
 	if err != nil {

@@ -13,8 +13,8 @@
 //	err := bot.Run(ctx, cfg, func(p *sdk.MediaPlatform, c *sdk.Call) sdk.CallEvents { ... })
 //
 // With -debug-listen (off by default) it also serves, on a listener of its own, the process's
-// Prometheus metrics at /metrics (Config.AudioMetrics, which the bot's audio sockets record
-// into with AudioMetrics.Wrap, and the Go runtime and process collectors) and net/http/pprof's
+// Prometheus metrics at /metrics (Config.AudioMetrics, which every audio socket of the bot's
+// calls records into, and the Go runtime and process collectors) and net/http/pprof's
 // profiles at /debug/pprof/. Neither is authenticated: keep that address on loopback.
 //
 // Nothing here is required: a bot with its own HTTP server mounts sdk.Handler itself.
@@ -96,10 +96,10 @@ type Config struct {
 	// (127.0.0.1:9100). Port 0 picks a free port (logged as "debug listener").
 	DebugListen string
 
-	// AudioMetrics measure the bot's audio event cadence; /metrics serves them. The bot's
-	// audio sockets record into them by wrapping their callback:
-	// OnAudioReceived: cfg.AudioMetrics.Wrap(onAudio). RegisterFlags makes them when nil; Run
-	// makes unused ones when they are still nil.
+	// AudioMetrics measure the bot's audio event cadence; /metrics serves them. Run gives them
+	// to the media platform (MediaPlatformSettings.AudioMetrics), so every audio socket of every
+	// call records into them; the bot does nothing. RegisterFlags makes them when nil, and so
+	// does Run.
 	AudioMetrics *sdk.AudioMetrics
 	// Logger, when set, replaces the logger LogFormat would make.
 	Logger *slog.Logger
@@ -186,6 +186,7 @@ func Run(ctx context.Context, cfg Config, newCall NewCallFunc) error {
 		InternalPort: cfg.MediaPort,
 		PublicIP:     cfg.MediaPublicIP,
 		Logger:       log,
+		AudioMetrics: cfg.AudioMetrics,
 	})
 	if err != nil {
 		return fmt.Errorf("bot: %w", err)

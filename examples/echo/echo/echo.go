@@ -36,22 +36,13 @@ type call struct {
 	video       *sdk.VideoSocket
 	roster      []sdk.Participant
 	established bool
-	subscribed  uint32            // the video source asked for, 0 before
-	warned      bool              // about a frame it could not echo
-	metrics     *sdk.AudioMetrics // records the audio events; nil: none
+	subscribed  uint32 // the video source asked for, 0 before
+	warned      bool   // about a frame it could not echo
 }
 
 // NewCall makes the echo bot's events for one call (an sdk/bot.NewCallFunc).
-func NewCall(p *sdk.MediaPlatform, c *sdk.Call) sdk.CallEvents { return newCall(p, c, nil) }
-
-// NewCallMeasured is NewCall with every call's audio events recorded into m (the bot's
-// sdk/bot.Config.AudioMetrics, served at its -debug-listen address).
-func NewCallMeasured(m *sdk.AudioMetrics) func(*sdk.MediaPlatform, *sdk.Call) sdk.CallEvents {
-	return func(p *sdk.MediaPlatform, c *sdk.Call) sdk.CallEvents { return newCall(p, c, m) }
-}
-
-func newCall(p *sdk.MediaPlatform, c *sdk.Call, m *sdk.AudioMetrics) sdk.CallEvents {
-	e := &call{platform: p, c: c, log: c.Logger(), metrics: m}
+func NewCall(p *sdk.MediaPlatform, c *sdk.Call) sdk.CallEvents {
+	e := &call{platform: p, c: c, log: c.Logger()}
 	return sdk.CallEvents{
 		OnIncomingCall: e.answer,
 		OnCallStateChanged: func(s sdk.CallState, reason string) {
@@ -75,9 +66,6 @@ func (e *call) answer(_ context.Context, in *sdk.IncomingCall) sdk.Workflow {
 		if e.audio.Send(ev.Buffer) != nil {
 			ev.Buffer.Release() // not sending (yet): the buffer is still ours
 		}
-	}
-	if e.metrics != nil {
-		onAudio = e.metrics.Wrap(onAudio)
 	}
 	var err error
 	e.audio, err = sdk.NewAudioSocket(sdk.AudioSocketSettings{
