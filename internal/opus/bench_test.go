@@ -1,16 +1,25 @@
 package opus
 
-import (
-	"fmt"
-	"testing"
-)
+import "testing"
 
 func BenchmarkEncode(b *testing.B) {
 	in := speechLike(SampleRate)
 	frames := len(in) / FrameSamples
-	for _, complexity := range []int{5, 10} {
-		b.Run(fmt.Sprintf("voip-16k-complexity-%d", complexity), func(b *testing.B) {
-			e := newEncoder(b, EncoderConfig{Complexity: complexity})
+	for _, c := range []struct {
+		name       string
+		app        Application
+		complexity int
+	}{
+		{"lowdelay-16k-complexity-0", AppRestrictedLowDelay, 0}, // the SDK's default
+		{"voip-16k-complexity-1", AppVoIP, 1},
+		{"voip-16k-complexity-5", AppVoIP, 5},
+		{"voip-16k-complexity-10", AppVoIP, 10},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			e := newEncoder(b, EncoderConfig{Bitrate: 32000, Application: c.app, FEC: c.app == AppVoIP, PacketLossPercent: 5})
+			if err := e.SetComplexity(c.complexity); err != nil {
+				b.Fatal(err)
+			}
 			out := make([]byte, MaxPacketSize)
 			b.ReportAllocs()
 			i := 0
