@@ -71,14 +71,8 @@ func VP8Codec() webrtc.RTPCodecParameters {
 
 // NewMediaEngine returns a media engine with exactly the session's codecs (Opus 111, VP8 96),
 // their RTCP feedback, and the header extensions mid, audio level (audio) and transport-wide
-// sequence numbers (video only): the service's engine, which makes the offer. The bot answers
+// sequence numbers (both kinds): the service's engine, which makes the offer. The bot answers
 // with NewBotMediaEngine, which leaves transport-wide congestion control out.
-//
-// Audio carries no transport-wide sequence numbers, as in libwebrtc's default: a browser's
-// send-side bandwidth estimate needs its video, and audio is a few percent of the bits. Numbering
-// audio too would cost every audio packet a hand-off to pion's feedback goroutine on receipt and
-// a feedback packet every 100 ms per connection, for nothing (an audio-only call has no bitrate
-// to adapt).
 func NewMediaEngine() (*webrtc.MediaEngine, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(OpusCodec(), webrtc.RTPCodecTypeAudio); err != nil {
@@ -87,6 +81,7 @@ func NewMediaEngine() (*webrtc.MediaEngine, error) {
 	if err := m.RegisterCodec(VP8Codec(), webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, fmt.Errorf("rtc: register VP8: %w", err)
 	}
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeAudio)
 	exts := []struct {
 		uri  string
 		kind webrtc.RTPCodecType
@@ -94,6 +89,7 @@ func NewMediaEngine() (*webrtc.MediaEngine, error) {
 		{sdp.SDESMidURI, webrtc.RTPCodecTypeAudio},
 		{sdp.SDESMidURI, webrtc.RTPCodecTypeVideo},
 		{sdp.AudioLevelURI, webrtc.RTPCodecTypeAudio},
+		{sdp.TransportCCURI, webrtc.RTPCodecTypeAudio},
 		{sdp.TransportCCURI, webrtc.RTPCodecTypeVideo},
 	}
 	for _, e := range exts {
@@ -109,14 +105,14 @@ func NewMediaEngine() (*webrtc.MediaEngine, error) {
 // congestion control (sequence numbers on what is sent, feedback on what is received), which
 // runs only where transport-cc is negotiated (not on bot legs: NewBotInterceptorRegistry). Their logs go to
 // slog.Default() (NewInterceptorRegistryWithLogs chooses).
-func NewInterceptorRegistry() (*interceptor.Registry, error) {
-	return NewInterceptorRegistryWithLogs(nil)
+func NewInterceptorRegistry(m *webrtc.MediaEngine) (*interceptor.Registry, error) {
+	return NewInterceptorRegistryWithLogs(m, nil)
 }
 
 // NewInterceptorRegistryWithLogs is NewInterceptorRegistry with the interceptors' logs going to
 // logs (NewLoggerFactory(nil) when nil). Pion's interceptors do not use the SettingEngine's
 // LoggerFactory: without this, they print to stderr.
-func NewInterceptorRegistryWithLogs(logs logging.LoggerFactory) (*interceptor.Registry, error) {
+func NewInterceptorRegistryWithLogs(m *webrtc.MediaEngine, logs logging.LoggerFactory) (*interceptor.Registry, error) {
 	if logs == nil {
 		logs = NewLoggerFactory(nil)
 	}
@@ -124,18 +120,12 @@ func NewInterceptorRegistryWithLogs(logs logging.LoggerFactory) (*interceptor.Re
 	if err != nil {
 		return nil, err
 	}
-	// Not webrtc.ConfigureTWCC*: those also register transport-cc for audio (NewMediaEngine
-	// registers it for video alone). The interceptors act only on the streams that negotiated it.
-	ext, err := twcc.NewHeaderExtensionInterceptor()
-	if err != nil {
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
 		return nil, fmt.Errorf("rtc: TWCC header extension: %w", err)
 	}
-	reg.Add(ext)
-	feedback, err := twcc.NewSenderInterceptor(twcc.WithLoggerFactory(logs))
-	if err != nil {
+	if err := webrtc.ConfigureTWCCSenderWithOptions(m, reg, twcc.WithLoggerFactory(logs)); err != nil {
 		return nil, fmt.Errorf("rtc: TWCC feedback: %w", err)
 	}
-	reg.Add(feedback)
 	return reg, nil
 }
 
@@ -219,7 +209,7 @@ func NewAPI(s webrtc.SettingEngine) (*webrtc.API, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg, err := NewInterceptorRegistryWithLogs(s.LoggerFactory)
+	reg, err := NewInterceptorRegistryWithLogs(m, s.LoggerFactory)
 	if err != nil {
 		return nil, err
 	}

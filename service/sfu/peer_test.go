@@ -58,7 +58,7 @@ func clientAPI(t *testing.T) *webrtc.API {
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := rtc.NewInterceptorRegistry()
+	reg, err := rtc.NewInterceptorRegistry(me)
 	if err != nil {
 		t.Fatal(err)
 	}
