@@ -42,6 +42,9 @@ type Conferencing struct {
 	BotAudioSlots int
 	// Grace is how long a browser whose WebSocket dropped may resume its session [30s].
 	Grace time.Duration
+	// Speaker tunes the dominant-speaker detector and the choice of the loudest speakers sent to
+	// bots; the zero value means the defaults (sfu.SpeakerConfig).
+	Speaker sfu.SpeakerConfig
 }
 
 // conferencing is the conferencing half of a Server; nil parts when Options.Conferencing is nil.
@@ -81,6 +84,7 @@ func (s *Server) startMedia(c Conferencing) (*conferencing, error) {
 		Loopback:      m.loopback,
 		PublicIPs:     m.public,
 		BotAudioSlots: c.BotAudioSlots,
+		Speaker:       c.Speaker,
 		Registerer:    s.metrics,
 		Logger:        s.log.With("component", "sfu"),
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/sdk/bot"
 	"github.com/switchboard-rtc/switchboard/service"
 	"github.com/switchboard-rtc/switchboard/service/config"
+	"github.com/switchboard-rtc/switchboard/service/sfu"
 	"github.com/switchboard-rtc/switchboard/web/internal/browsertest"
 )
 
@@ -37,7 +38,12 @@ func startService(t *testing.T) *service.Server {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.AnswerTimeout = config.Duration(20 * time.Second)
 	cfg.MediaTimeout = config.Duration(20 * time.Second)
-	s, err := service.New(cfg, service.Options{Logger: slog.New(slog.DiscardHandler), Conferencing: &service.Conferencing{}})
+	// Chromium's fake microphone beeps for 20 ms every 500 ms: averaged over the detector's
+	// 300 ms, that is far below the loudness of speech, which the default silence threshold
+	// (60 dBov) is set for, and whether a beep ever crosses it depends on how the beeps fall on
+	// the detector's ticks. Here any sound counts as speaking.
+	conf := &service.Conferencing{Speaker: sfu.SpeakerConfig{Silence: 126}}
+	s, err := service.New(cfg, service.Options{Logger: slog.New(slog.DiscardHandler), Conferencing: conf})
 	if err != nil {
 		t.Fatal(err)
 	}
