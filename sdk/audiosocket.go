@@ -745,13 +745,7 @@ func (s *AudioSocket) close() {
 		s.wg.Wait()
 		// The clock may have queued a frame after the event goroutine drained the queue on
 		// stop (it stops at the same time): nothing queues any more, so discard what is left.
-		for {
-			e, ok := s.events.next()
-			if !ok {
-				break
-			}
-			s.discard(e)
-		}
+		s.events.drain(s.discard)
 		for {
 			select {
 			case buf := <-s.sendQ:

@@ -600,13 +600,7 @@ func (a *audioFrameStep) step() {
 		a.s.sendQ <- b
 	}
 	a.s.tick(time.Duration(a.n) * 20 * time.Millisecond)
-	for {
-		e, ok := a.s.events.next()
-		if !ok {
-			break
-		}
-		a.s.deliver(e)
-	}
+	a.s.events.drain(a.s.deliver)
 	a.n++
 }
 
@@ -812,13 +806,7 @@ func TestIdleSlotsCostNothing(t *testing.T) {
 				}
 			}
 			s.tick(time.Duration(tick) * 20 * time.Millisecond)
-			for {
-				e, ok := s.events.next()
-				if !ok {
-					break
-				}
-				s.deliver(e)
-			}
+			s.events.drain(s.deliver)
 			now += 20 * time.Millisecond
 		}
 	}

@@ -406,18 +406,24 @@ func (q *eventQueue[E]) next() (e E, ok bool) {
 	return e, true
 }
 
+// drain hands every queued event to f, in order, until the queue is empty.
+func (q *eventQueue[E]) drain(f func(E)) {
+	for {
+		e, ok := q.next()
+		if !ok {
+			return
+		}
+		f(e)
+	}
+}
+
 // run delivers events until stop closes, then discards what is left.
 func (q *eventQueue[E]) run(stop <-chan struct{}, deliver, discard func(E)) {
 	for {
 		select {
 		case <-stop:
-			for {
-				e, ok := q.next()
-				if !ok {
-					return
-				}
-				discard(e)
-			}
+			q.drain(discard)
+			return
 		case <-q.wake:
 		}
 		for {

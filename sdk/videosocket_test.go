@@ -311,13 +311,7 @@ func TestVideoFrameAllocs(t *testing.T) {
 		for _, b := range frames[n] { // 30 + 26 steps: the stream does not run out
 			r.packet(b)
 		}
-		for {
-			e, ok := s.events.next()
-			if !ok {
-				break
-			}
-			s.deliver(e)
-		}
+		s.events.drain(s.deliver)
 		n++
 	}
 	for i := 0; i < 30; i++ {
@@ -546,13 +540,7 @@ func TestVideoFrameRate(t *testing.T) {
 		for _, b := range f {
 			r.packet(b)
 		}
-		for {
-			e, ok := s.events.next()
-			if !ok {
-				break
-			}
-			s.deliver(e)
-		}
+		s.events.drain(s.deliver)
 	}
 	if len(rates) != 150 {
 		t.Fatalf("%d frames delivered", len(rates))
@@ -598,13 +586,7 @@ func FuzzVideoReceive(f *testing.F) {
 			r.packet(in[:n])
 			in = in[n:]
 		}
-		for {
-			e, ok := s.events.next()
-			if !ok {
-				break
-			}
-			s.deliver(e)
-		}
+		s.events.drain(s.deliver)
 	})
 }
 

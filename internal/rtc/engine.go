@@ -73,24 +73,36 @@ func VP8Codec() webrtc.RTPCodecParameters {
 // their RTCP feedback, and the header extensions mid, audio level (audio) and transport-wide
 // sequence numbers (both kinds): the service's engine, which makes the offer. The bot answers
 // with NewBotMediaEngine, which leaves transport-wide congestion control out.
-func NewMediaEngine() (*webrtc.MediaEngine, error) {
+func NewMediaEngine() (*webrtc.MediaEngine, error) { return newMediaEngine(true) }
+
+// newMediaEngine registers the session's codecs and header extensions, with transport-wide
+// congestion control (its feedback on both codecs and its extension on both kinds) or without.
+func newMediaEngine(transportCC bool) (*webrtc.MediaEngine, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(OpusCodec(), webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, fmt.Errorf("rtc: register Opus: %w", err)
 	}
-	if err := m.RegisterCodec(VP8Codec(), webrtc.RTPCodecTypeVideo); err != nil {
+	vp8 := VP8Codec()
+	if !transportCC {
+		vp8.RTCPFeedback = slices.DeleteFunc(vp8.RTCPFeedback, func(f webrtc.RTCPFeedback) bool {
+			return f.Type == webrtc.TypeRTCPFBTransportCC
+		})
+	}
+	if err := m.RegisterCodec(vp8, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, fmt.Errorf("rtc: register VP8: %w", err)
 	}
-	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeAudio)
-	exts := []struct {
+	type ext struct {
 		uri  string
 		kind webrtc.RTPCodecType
-	}{
+	}
+	exts := []ext{
 		{sdp.SDESMidURI, webrtc.RTPCodecTypeAudio},
 		{sdp.SDESMidURI, webrtc.RTPCodecTypeVideo},
 		{sdp.AudioLevelURI, webrtc.RTPCodecTypeAudio},
-		{sdp.TransportCCURI, webrtc.RTPCodecTypeAudio},
-		{sdp.TransportCCURI, webrtc.RTPCodecTypeVideo},
+	}
+	if transportCC {
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeAudio)
+		exts = append(exts, ext{sdp.TransportCCURI, webrtc.RTPCodecTypeAudio}, ext{sdp.TransportCCURI, webrtc.RTPCodecTypeVideo})
 	}
 	for _, e := range exts {
 		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, e.kind); err != nil {
@@ -222,33 +234,7 @@ func NewAPI(s webrtc.SettingEngine) (*webrtc.API, error) {
 // header extension). The bot's answer then leaves transport-cc out, so neither side numbers its
 // packets for it or sends feedback: the service estimates bandwidth toward the bot with REMB and
 // reads no transport-cc feedback from bot legs, and the bot's pacing does not use it either.
-func NewBotMediaEngine() (*webrtc.MediaEngine, error) {
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterCodec(OpusCodec(), webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, fmt.Errorf("rtc: register Opus: %w", err)
-	}
-	vp8 := VP8Codec()
-	vp8.RTCPFeedback = slices.DeleteFunc(vp8.RTCPFeedback, func(f webrtc.RTCPFeedback) bool {
-		return f.Type == webrtc.TypeRTCPFBTransportCC
-	})
-	if err := m.RegisterCodec(vp8, webrtc.RTPCodecTypeVideo); err != nil {
-		return nil, fmt.Errorf("rtc: register VP8: %w", err)
-	}
-	exts := []struct {
-		uri  string
-		kind webrtc.RTPCodecType
-	}{
-		{sdp.SDESMidURI, webrtc.RTPCodecTypeAudio},
-		{sdp.SDESMidURI, webrtc.RTPCodecTypeVideo},
-		{sdp.AudioLevelURI, webrtc.RTPCodecTypeAudio},
-	}
-	for _, e := range exts {
-		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, e.kind); err != nil {
-			return nil, fmt.Errorf("rtc: register header extension %s: %w", e.uri, err)
-		}
-	}
-	return m, nil
-}
+func NewBotMediaEngine() (*webrtc.MediaEngine, error) { return newMediaEngine(false) }
 
 // nackAndReports is a registry with the interceptors both sides run: NACK generation and
 // response, and RTCP sender and receiver reports, logging to logs.
