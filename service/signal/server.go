@@ -109,9 +109,19 @@ type session struct {
 	// queued, so that the browser never gets a candidate before the description it belongs to.
 	descSent  [3]bool // by sfu.Role
 	candQueue [3][][]byte
-	ended     bool
-	wake      chan struct{}
-	done      chan struct{}
+	// While a join is under way, the participant's offers and candidates wait in early until
+	// the joined message is queued: the page makes its connections when it is told it joined,
+	// and an offer that came first would find none (and the SFU would wait for its answer
+	// forever).
+	joining bool
+	early   [][]byte
+	// unanswered is the subscriber offer that waits for the page's answer, with the candidates
+	// queued after it: a resumed session gets them again, in case the connection that dropped
+	// lost them (the SFU offers nothing more until it has the answer).
+	unanswered [][]byte
+	ended      bool
+	wake       chan struct{}
+	done       chan struct{}
 }
 
 func randomHex(n int) string {
@@ -252,6 +262,9 @@ func (s *Server) handle(ctx context.Context, conn *websocket.Conn, ss *session, 
 		}
 		ss.sendDescription(sfu.RolePublisher, Answer{Type: TypeAnswer, SDP: answer})
 	case *Answer:
+		ss.mu.Lock()
+		ss.unanswered = nil // before Answer, which may make the next offer at once
+		ss.mu.Unlock()
 		if err := part.Answer(m.SDP); err != nil {
 			return nil, fail(CodeFailed, ref, err)
 		}
@@ -337,6 +350,14 @@ func (s *Server) join(ctx context.Context, ss *session, ref, display string, res
 	var conf *sfu.Conference
 	var part *sfu.Participant
 	var unwatch func()
+	ss.mu.Lock()
+	ss.joining = true
+	ss.mu.Unlock()
+	defer func() {
+		ss.mu.Lock()
+		ss.joining, ss.early = false, nil // a failed join: the participant and its offers are gone
+		ss.mu.Unlock()
+	}()
 	for range 2 { // a conference that just emptied closes; the second try gets a new one
 		if conf, err = s.sfu.Conference(confID); err != nil {
 			s.undoResolve(confID, ss.id)
@@ -357,14 +378,19 @@ func (s *Server) join(ctx context.Context, ss *session, ref, display string, res
 		s.undoResolve(confID, ss.id)
 		return fail(CodeFailed, ref, err)
 	}
-	ss.mu.Lock()
-	ss.part, ss.unwatch = part, unwatch
-	ss.mu.Unlock()
-	ss.send(Joined{Type: TypeJoined, ParticipantID: ss.id, ConferenceID: confID, Token: ss.token,
+	joinedMsg, ok := ss.marshal(Joined{Type: TypeJoined, ParticipantID: ss.id, ConferenceID: confID, Token: ss.token,
 		ResumeWithin: int(s.opts.Grace / time.Millisecond),
 		Sources: Sources{Audio: part.SourceID(sfu.StreamAudio), Video: part.SourceID(sfu.StreamVideo),
 			ScreenShare: part.SourceID(sfu.StreamScreen)}})
-	ss.send(rosterMessage(conf.Roster()))
+	rosterMsg, ok2 := ss.marshal(rosterMessage(conf.Roster()))
+	ss.mu.Lock()
+	ss.part, ss.unwatch = part, unwatch
+	if ok && ok2 {
+		ss.out = append(ss.out, joinedMsg, rosterMsg)
+	}
+	ss.out = append(ss.out, ss.early...)
+	ss.joining, ss.early = false, nil
+	ss.queuedLocked()
 	ss.log.Info("joined", "conference", confID)
 	return nil
 }
@@ -460,8 +486,36 @@ func (s *Server) resume(conn *websocket.Conn, tmp *session, token string) (*sess
 		Sources: Sources{Audio: part.SourceID(sfu.StreamAudio), Video: part.SourceID(sfu.StreamVideo),
 			ScreenShare: part.SourceID(sfu.StreamScreen)}})
 	old.send(rosterMessage(conf.Roster()))
+	old.mu.Lock()
+	old.out = append(old.out, old.lostLocked()...)
+	old.queuedLocked()
 	old.log.Info("resumed")
 	return old, nil
+}
+
+// lostLocked is what the page may have missed of the unanswered subscriber offer and its
+// candidates: the messages no longer waiting in the queue (written, or lost with the connection
+// that dropped). The offer itself only when it is not queued still, since a page that got it
+// twice would answer twice.
+func (ss *session) lostLocked() [][]byte {
+	queued := func(m []byte) bool {
+		for _, q := range ss.out {
+			if len(q) > 0 && &q[0] == &m[0] {
+				return true
+			}
+		}
+		return false
+	}
+	if len(ss.unanswered) == 0 || queued(ss.unanswered[0]) {
+		return nil
+	}
+	var lost [][]byte
+	for _, m := range ss.unanswered {
+		if !queued(m) {
+			lost = append(lost, m)
+		}
+	}
+	return lost
 }
 
 // detach forgets a connection that closed; a joined session then waits Grace to be resumed.
@@ -492,8 +546,11 @@ func (ss *session) sendDescription(role sfu.Role, m any) {
 	}
 	ss.mu.Lock()
 	ss.descSent[role] = true
-	ss.out = append(ss.out, data)
-	ss.out = append(ss.out, ss.candQueue[role]...)
+	ss.enqueueLocked(data)
+	ss.enqueueLocked(ss.candQueue[role]...)
+	if role == sfu.RoleSubscriber {
+		ss.unanswered = append([][]byte{data}, ss.candQueue[role]...)
+	}
 	ss.candQueue[role] = nil
 	ss.queuedLocked()
 }
@@ -510,8 +567,21 @@ func (ss *session) sendCandidate(role sfu.Role, m any) {
 		ss.mu.Unlock()
 		return
 	}
-	ss.out = append(ss.out, data)
+	if role == sfu.RoleSubscriber && ss.unanswered != nil {
+		ss.unanswered = append(ss.unanswered, data)
+	}
+	ss.enqueueLocked(data)
 	ss.queuedLocked()
+}
+
+// enqueueLocked queues messages of the participant's connections: for the connection, or, while
+// the join is under way, until the joined message is queued.
+func (ss *session) enqueueLocked(msgs ...[]byte) {
+	if ss.joining {
+		ss.early = append(ss.early, msgs...)
+		return
+	}
+	ss.out = append(ss.out, msgs...)
 }
 
 // send queues a message for the connection.

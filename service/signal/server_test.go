@@ -515,3 +515,70 @@ func TestJoinFailureLeavesNothing(t *testing.T) {
 		t.Fatalf("after a failed join: %d calls, %d conferences in the call layer", calls, confs)
 	}
 }
+
+// TestJoinedBeforeOffer: a page makes its connections when it is told it joined, so whoever
+// joins a room where someone already publishes must get "joined" before the subscriber offer
+// that carries that stream (an offer that came first would be lost, and the joiner would
+// receive nothing, ever). Twenty joiners in a row, each checked.
+func TestJoinedBeforeOffer(t *testing.T) {
+	e := newEnv(t, Options{})
+	a := dial(t, e)
+	defer a.close()
+	a.prepare()
+	join(a, "hall", "Ann")
+	a.startMedia('A')
+	a.expectRoster(func(ps []any) bool {
+		return len(ps) == 1 && len(ps[0].(map[string]any)["streams"].([]any)) == 1
+	})
+	for i := range 20 {
+		b := dial(t, e)
+		b.send(Join{Type: "join", Room: "hall", DisplayName: "Bob"})
+		var order []string
+		for len(order) == 0 || order[len(order)-1] != "offer" {
+			select {
+			case m := <-b.msgs:
+				if typ := m["type"].(string); typ != "roster" {
+					order = append(order, typ)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("joiner %d: no offer (got %v)", i, order)
+			}
+		}
+		if order[0] != "joined" {
+			t.Fatalf("joiner %d got %v: the offer came before joined", i, order)
+		}
+		b.close()
+	}
+}
+
+// TestResumeResendsOffer: a subscriber offer the page never answered (its connection dropped
+// with the offer in flight) comes again on the resumed connection, and media then flows (the
+// SFU makes no new offer while it waits for that answer).
+func TestResumeResendsOffer(t *testing.T) {
+	e := newEnv(t, Options{Grace: 10 * time.Second})
+	a := dial(t, e)
+	defer a.close()
+	a.prepare()
+	join(a, "hall", "Ann")
+	a.startMedia('A')
+	a.expectRoster(func(ps []any) bool {
+		return len(ps) == 1 && len(ps[0].(map[string]any)["streams"].([]any)) == 1
+	})
+	b := dial(t, e)
+	jb := join(b, "hall", "Bob")
+	b.expect("offer") // unanswered: b has no connections
+	b.close()
+	b2 := dial(t, e)
+	defer b2.close()
+	b2.prepare()
+	b2.send(Resume{Type: "resume", Token: jb["token"].(string)})
+	b2.expect("joined")
+	b2.expect("offer")
+	deadline := time.Now().Add(20 * time.Second)
+	for b2.heard('A') < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the resumed page heard %d packets", b2.heard('A'))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

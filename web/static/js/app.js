@@ -71,7 +71,7 @@ class Call {
       const r = this.remoteStreams.get(trackId);
       return r && { who: this.person(r.owner)?.displayName || '', kind: r.kind };
     });
-    this.pendingPub = []; this.pendingSub = [];
+    this.pendingPub = []; this.pendingSub = []; this.earlyOffer = null;
     this.bot = ''; this.since = 0; this.clock = null;
     this.grid = new ResizeObserver(() => layout());
   }
@@ -139,6 +139,7 @@ class Call {
     this.me = msg;
     this.sub = this.newPC('subscriber');
     this.sub.ontrack = (e) => this.onTrack(e);
+    if (this.earlyOffer) { const sdp = this.earlyOffer; this.earlyOffer = null; this.onOffer(sdp); }
     this.pub = this.newPC('publisher');
     if (this.local.audio) this.pub.addTransceiver(this.local.audio, { direction: 'sendonly' });
     if (this.local.video) this.pub.addTransceiver(this.local.video, { direction: 'sendonly', sendEncodings: SIMULCAST });
@@ -176,8 +177,10 @@ class Call {
     for (const c of this.pendingPub.splice(0)) this.pub.addIceCandidate(c).catch(() => {});
   }
 
+  // The subscriber connection's offer. The service sends it after 'joined'; one that overtook
+  // it anyway waits for the connection (the service waits for its answer before offering again).
   async onOffer(sdp) {
-    if (!this.sub) return;
+    if (!this.sub) { this.earlyOffer = sdp; return; }
     await this.sub.setRemoteDescription({ type: 'offer', sdp });
     for (const c of this.pendingSub.splice(0)) this.sub.addIceCandidate(c).catch(() => {});
     const answer = await this.sub.createAnswer();
