@@ -71,12 +71,18 @@ func VP8Codec() webrtc.RTPCodecParameters {
 
 // NewMediaEngine returns a media engine with exactly the session's codecs (Opus 111, VP8 96),
 // their RTCP feedback, and the header extensions mid, audio level (audio) and transport-wide
-// sequence numbers (both kinds): the service's engine, which makes the offer. The bot answers
+// sequence numbers (video only): the service's engine, which makes the offer. The bot answers
 // with NewBotMediaEngine, which leaves transport-wide congestion control out.
+//
+// Audio carries no transport-wide sequence numbers, as in libwebrtc's default: a browser's
+// send-side bandwidth estimate needs its video, and audio is a few percent of the bits. Numbering
+// audio too would cost every received audio packet a hand-off to pion's feedback goroutine and
+// every connection a feedback packet every 100 ms, for nothing (an audio-only call has no
+// bitrate to adapt).
 func NewMediaEngine() (*webrtc.MediaEngine, error) { return newMediaEngine(true) }
 
 // newMediaEngine registers the session's codecs and header extensions, with transport-wide
-// congestion control (its feedback on both codecs and its extension on both kinds) or without.
+// congestion control on video (its feedback and its extension) or without.
 func newMediaEngine(transportCC bool) (*webrtc.MediaEngine, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(OpusCodec(), webrtc.RTPCodecTypeAudio); err != nil {
@@ -101,8 +107,7 @@ func newMediaEngine(transportCC bool) (*webrtc.MediaEngine, error) {
 		{sdp.AudioLevelURI, webrtc.RTPCodecTypeAudio},
 	}
 	if transportCC {
-		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeAudio)
-		exts = append(exts, ext{sdp.TransportCCURI, webrtc.RTPCodecTypeAudio}, ext{sdp.TransportCCURI, webrtc.RTPCodecTypeVideo})
+		exts = append(exts, ext{sdp.TransportCCURI, webrtc.RTPCodecTypeVideo})
 	}
 	for _, e := range exts {
 		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, e.kind); err != nil {
@@ -117,14 +122,14 @@ func newMediaEngine(transportCC bool) (*webrtc.MediaEngine, error) {
 // congestion control (sequence numbers on what is sent, feedback on what is received), which
 // runs only where transport-cc is negotiated (not on bot legs: NewBotInterceptorRegistry). Their logs go to
 // slog.Default() (NewInterceptorRegistryWithLogs chooses).
-func NewInterceptorRegistry(m *webrtc.MediaEngine) (*interceptor.Registry, error) {
-	return NewInterceptorRegistryWithLogs(m, nil)
+func NewInterceptorRegistry() (*interceptor.Registry, error) {
+	return NewInterceptorRegistryWithLogs(nil)
 }
 
 // NewInterceptorRegistryWithLogs is NewInterceptorRegistry with the interceptors' logs going to
 // logs (NewLoggerFactory(nil) when nil). Pion's interceptors do not use the SettingEngine's
 // LoggerFactory: without this, they print to stderr.
-func NewInterceptorRegistryWithLogs(m *webrtc.MediaEngine, logs logging.LoggerFactory) (*interceptor.Registry, error) {
+func NewInterceptorRegistryWithLogs(logs logging.LoggerFactory) (*interceptor.Registry, error) {
 	if logs == nil {
 		logs = NewLoggerFactory(nil)
 	}
@@ -132,12 +137,19 @@ func NewInterceptorRegistryWithLogs(m *webrtc.MediaEngine, logs logging.LoggerFa
 	if err != nil {
 		return nil, err
 	}
-	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
+	// Not webrtc.ConfigureTWCC*: those also register transport-cc for audio on the media engine
+	// (NewMediaEngine registers it for video alone). The interceptors act only on the streams
+	// that negotiated it.
+	ext, err := twcc.NewHeaderExtensionInterceptor()
+	if err != nil {
 		return nil, fmt.Errorf("rtc: TWCC header extension: %w", err)
 	}
-	if err := webrtc.ConfigureTWCCSenderWithOptions(m, reg, twcc.WithLoggerFactory(logs)); err != nil {
+	reg.Add(ext)
+	feedback, err := twcc.NewSenderInterceptor(twcc.WithLoggerFactory(logs))
+	if err != nil {
 		return nil, fmt.Errorf("rtc: TWCC feedback: %w", err)
 	}
+	reg.Add(feedback)
 	return reg, nil
 }
 
@@ -221,7 +233,7 @@ func NewAPI(s webrtc.SettingEngine) (*webrtc.API, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg, err := NewInterceptorRegistryWithLogs(m, s.LoggerFactory)
+	reg, err := NewInterceptorRegistryWithLogs(s.LoggerFactory)
 	if err != nil {
 		return nil, err
 	}

@@ -117,12 +117,8 @@ func (s *scopes) NewLogger(scope string) logging.LeveledLogger {
 // from the factory given, and NewAPI gives them the setting engine's (pion's defaults would
 // print to stderr).
 func TestInterceptorsLogThroughFactory(t *testing.T) {
-	m, err := rtc.NewMediaEngine()
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := &scopes{}
-	reg, err := rtc.NewInterceptorRegistryWithLogs(m, f)
+	reg, err := rtc.NewInterceptorRegistryWithLogs(f)
 	if err != nil {
 		t.Fatal(err)
 	}

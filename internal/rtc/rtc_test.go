@@ -102,6 +102,13 @@ func TestBotAnswersAndReceives(t *testing.T) {
 	if mids[0] != "audio0" || dirs[0] != webrtc.RTPTransceiverDirectionSendrecv || dirs[1] != webrtc.RTPTransceiverDirectionSendonly {
 		t.Fatalf("offer layout: %v %v", mids, dirs)
 	}
+	// The service's engine numbers video for transport-wide congestion control, never audio.
+	for _, section := range strings.Split(offer, "\r\nm=")[1:] {
+		hasTWCC := strings.Contains(section, "transport-cc") || strings.Contains(section, sdp.TransportCCURI)
+		if audio := strings.HasPrefix(section, "audio"); audio == hasTWCC {
+			t.Errorf("offer section (audio %v) transport-cc %v:\n%s", audio, hasTWCC, section)
+		}
+	}
 
 	bot, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {

@@ -20,7 +20,7 @@ func TestNackAndScreenShare(t *testing.T) {
 	se.DisableSRTPReplayProtection(true)
 	me, _ := rtc.NewMediaEngine()
 	_ = webrtc.ConfigureSimulcastExtensionHeaders(me)
-	reg, _ := rtc.NewInterceptorRegistry(me)
+	reg, _ := rtc.NewInterceptorRegistry()
 	dupAPI := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
 	api := clientAPI(t)
 

@@ -58,7 +58,7 @@ func clientAPI(t *testing.T) *webrtc.API {
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := rtc.NewInterceptorRegistry(me)
+	reg, err := rtc.NewInterceptorRegistry()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -205,7 +205,7 @@ func New(cfg Config) (*SFU, error) {
 		s.closeSocket()
 		return nil, fmt.Errorf("sfu: simulcast header extensions: %w", err)
 	}
-	reg, err := rtc.NewInterceptorRegistryWithLogs(me, se.LoggerFactory)
+	reg, err := rtc.NewInterceptorRegistryWithLogs(se.LoggerFactory)
 	if err != nil {
 		s.closeSocket()
 		return nil, fmt.Errorf("sfu: interceptors: %w", err)

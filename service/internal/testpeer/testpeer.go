@@ -188,7 +188,7 @@ func newAPI() (*webrtc.API, error) {
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 		return nil, fmt.Errorf("testpeer: simulcast extensions: %w", err)
 	}
-	reg, err := rtc.NewInterceptorRegistry(me)
+	reg, err := rtc.NewInterceptorRegistry()
 	if err != nil {
 		return nil, err
 	}
