@@ -44,6 +44,8 @@ type options struct {
 	profile, cpuProfile  string
 	keep                 bool
 	procs                int
+	serviceProcs         int
+	botProcs             int
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -76,6 +78,8 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the spawned processes' work directory (binaries, configuration, logs)")
 	fs.StringVar(&o.profile, "profile", "", "directory for CPU profiles of the service and bot over the window (pprof when they serve /debug/pprof, else perf)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the load generator itself over the measured window to this file (go tool pprof -top FILE)")
+	fs.IntVar(&o.serviceProcs, "service-procs", 0, "with -spawn: GOMAXPROCS of the service (0: inherited from the environment, or one per core)")
+	fs.IntVar(&o.botProcs, "bot-procs", 0, "with -spawn: GOMAXPROCS of the bot (0: inherited from the environment, or one per core)")
 	fs.IntVar(&o.procs, "procs", 1, "GOMAXPROCS of the load generator itself (0: Go's default, one per core); the spawned processes keep theirs. One is enough for its work and saves the scheduler's wake-ups across cores")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
@@ -130,7 +134,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var debug map[string]string // process name → pprof base URL
 	if o.spawn {
-		sc := loadgen.SpawnConfig{Bot: cfg.Bot, BotArgs: strings.Fields(o.botArgs), ServiceArgs: strings.Fields(o.serviceArgs), PeerPorts: o.peerPorts, LoadBot: o.loadBot}
+		sc := loadgen.SpawnConfig{Bot: cfg.Bot, BotArgs: strings.Fields(o.botArgs), ServiceArgs: strings.Fields(o.serviceArgs), PeerPorts: o.peerPorts, LoadBot: o.loadBot,
+			ServiceProcs: o.serviceProcs, BotProcs: o.botProcs}
 		if o.logs {
 			sc.Logs = stderr
 		}

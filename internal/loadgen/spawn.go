@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +43,9 @@ type SpawnConfig struct {
 	// (an instrumented bot serving sdk.AudioMetrics) instead of examples/<Bot>; Bot is then only
 	// its app id.
 	LoadBot string
+	// ServiceProcs and BotProcs, when positive, are the GOMAXPROCS of the spawned service and
+	// bot (0: what the environment says, or Go's default of one per core).
+	ServiceProcs, BotProcs int
 	// Logs receives both processes' output (nil: discarded; it is kept in the work directory).
 	Logs io.Writer
 }
@@ -112,7 +116,7 @@ func Spawn(ctx context.Context, sc SpawnConfig) (*Spawned, error) {
 	if err := os.WriteFile(confFile, data, 0o600); err != nil {
 		return nil, fmt.Errorf("loadgen: write configuration: %w", err)
 	}
-	if err := s.start(dir, "service", svcBin, append(append(svcArgs, "-config", confFile), sc.ServiceArgs...), nil, sc.Logs); err != nil {
+	if err := s.start(dir, "service", svcBin, append(append(svcArgs, "-config", confFile), sc.ServiceArgs...), procsEnv(sc.ServiceProcs), sc.Logs); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -132,7 +136,7 @@ func Spawn(ctx context.Context, sc SpawnConfig) (*Spawned, error) {
 	}
 	// The secret goes in the environment (both spellings the examples read), not in the
 	// process list.
-	env := []string{"BOT_APP_SECRET=" + secret, strings.ToUpper(sc.Bot) + "_SECRET=" + secret}
+	env := append(procsEnv(sc.BotProcs), "BOT_APP_SECRET="+secret, strings.ToUpper(sc.Bot)+"_SECRET="+secret)
 	if err := s.start(dir, "bot", botBin, append(args, sc.BotArgs...), env, sc.Logs); err != nil {
 		s.Close()
 		return nil, err
@@ -147,6 +151,14 @@ func Spawn(ctx context.Context, sc SpawnConfig) (*Spawned, error) {
 		}
 	}
 	return s, nil
+}
+
+// procsEnv is the environment that sets a process's GOMAXPROCS to n (none for n ≤ 0).
+func procsEnv(n int) []string {
+	if n <= 0 {
+		return nil
+	}
+	return []string{"GOMAXPROCS=" + strconv.Itoa(n)}
 }
 
 func (s *Spawned) start(dir, name, bin string, args, env []string, logs io.Writer) error {
