@@ -516,20 +516,28 @@ func TestJoinFailureLeavesNothing(t *testing.T) {
 	}
 }
 
+// publisher joins room and publishes audio tagged tag; it returns once the roster shows the
+// stream.
+func publisher(t *testing.T, e *env, room string, tag byte) *client {
+	t.Helper()
+	c := dial(t, e)
+	c.prepare()
+	join(c, room, "Ann")
+	c.startMedia(tag)
+	c.expectRoster(func(ps []any) bool {
+		return len(ps) == 1 && len(ps[0].(map[string]any)["streams"].([]any)) == 1
+	})
+	return c
+}
+
 // TestJoinedBeforeOffer: a page makes its connections when it is told it joined, so whoever
 // joins a room where someone already publishes must get "joined" before the subscriber offer
 // that carries that stream (an offer that came first would be lost, and the joiner would
 // receive nothing, ever). Twenty joiners in a row, each checked.
 func TestJoinedBeforeOffer(t *testing.T) {
 	e := newEnv(t, Options{})
-	a := dial(t, e)
+	a := publisher(t, e, "hall", 'A')
 	defer a.close()
-	a.prepare()
-	join(a, "hall", "Ann")
-	a.startMedia('A')
-	a.expectRoster(func(ps []any) bool {
-		return len(ps) == 1 && len(ps[0].(map[string]any)["streams"].([]any)) == 1
-	})
 	for i := range 20 {
 		b := dial(t, e)
 		b.send(Join{Type: "join", Room: "hall", DisplayName: "Bob"})
@@ -556,14 +564,8 @@ func TestJoinedBeforeOffer(t *testing.T) {
 // SFU makes no new offer while it waits for that answer).
 func TestResumeResendsOffer(t *testing.T) {
 	e := newEnv(t, Options{Grace: 10 * time.Second})
-	a := dial(t, e)
+	a := publisher(t, e, "hall", 'A')
 	defer a.close()
-	a.prepare()
-	join(a, "hall", "Ann")
-	a.startMedia('A')
-	a.expectRoster(func(ps []any) bool {
-		return len(ps) == 1 && len(ps[0].(map[string]any)["streams"].([]any)) == 1
-	})
 	b := dial(t, e)
 	jb := join(b, "hall", "Bob")
 	b.expect("offer") // unanswered: b has no connections
