@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -219,23 +217,10 @@ type AudioSocket struct {
 	settings AudioSocketSettings
 	pool     *media.AudioPool
 	events   *eventQueue[audioEvent]
-	sendQ    chan *media.AudioBuffer
 
-	socketBinding // mu, owner, closed; mu also guards call, log, slots
-	call          *callMedia
-	log           *slog.Logger
-	slots         []*audioSlot
+	socketLife[*media.AudioBuffer] // mu also guards slots
+	slots                          []*audioSlot
 
-	track     *webrtc.TrackLocalStaticRTP // nil when not sending
-	rtpSender *webrtc.RTPSender
-	sendable  atomic.Bool // the answer allows sending
-	status    atomic.Uint32
-	sendMu    sync.RWMutex // Send holds it for reading; close sets sendDead under it
-	sendDead  bool         // closed: Send refuses, so no buffer is queued after the drain
-
-	stop       chan struct{}
-	wg         sync.WaitGroup
-	once       sync.Once
 	clockStats playout.ClockCounters
 	stopClock  context.CancelFunc
 
@@ -383,12 +368,10 @@ func NewAudioSocket(s AudioSocketSettings) (*AudioSocket, error) {
 		settings: s,
 		pool:     media.NewAudioPool("audio socket"),
 		events:   newEventQueue[audioEvent](s.QueueFrames),
-		sendQ:    make(chan *media.AudioBuffer, s.SendQueueFrames),
-		stop:     make(chan struct{}),
+
+		socketLife: newSocketLife(s.SendQueueFrames, s.OnSendDone),
 	}, nil
 }
-
-func (s *AudioSocket) claim(m *MediaConfiguration) socketClaim { return s.bind(m) }
 
 func (s *AudioSocket) lineKind() rtc.Kind { return rtc.KindAudio }
 
@@ -399,11 +382,9 @@ func (s *AudioSocket) want(line rtc.Line) webrtc.RTPTransceiverDirection {
 func (s *AudioSocket) start(call *callMedia) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return ErrSocketClosed
+	if err := s.attach(call, call.log.With("socket", "audio")); err != nil {
+		return err
 	}
-	s.call = call
-	s.log = call.log.With("socket", "audio")
 	if call.audio != nil {
 		s.settings.OnAudioReceived = call.audio.Wrap(s.settings.OnAudioReceived)
 	}
@@ -440,8 +421,7 @@ func (s *AudioSocket) start(call *callMedia) error {
 func (s *AudioSocket) localTrack(line rtc.Line, sender *webrtc.RTPSender, track *webrtc.TrackLocalStaticRTP) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.track, s.rtpSender = track, sender
-	s.sendable.Store(true)
+	s.setTrack(sender, track)
 	s.pkt.Header = rtp.Header{Version: 2, PayloadType: uint8(rtc.PayloadTypeOpus)}
 	s.wg.Add(1)
 	go func() {
@@ -505,17 +485,9 @@ func (s *AudioSocket) read(slot *audioSlot, t *webrtc.TrackRemote) {
 }
 
 func (s *AudioSocket) connected(up bool) {
-	status := Inactive
-	if up && s.settings.Direction.sends() && s.sendable.Load() {
-		status = Active
+	if status, changed := s.connect(up, s.settings.Direction.sends()); changed {
+		s.events.pushControl(audioEvent{kind: audioSendStatus, status: status})
 	}
-	if MediaSendStatus(s.status.Swap(uint32(status))) == status {
-		return
-	}
-	if !s.settings.Direction.sends() {
-		return
-	}
-	s.events.pushControl(audioEvent{kind: audioSendStatus, status: status})
 }
 
 func (s *AudioSocket) dominantSpeakerChanged(sourceID uint32) {
@@ -535,20 +507,7 @@ func (s *AudioSocket) Send(buf *media.AudioBuffer) error {
 	if buf == nil {
 		return errors.New("sdk: send nil audio buffer")
 	}
-	s.sendMu.RLock()
-	defer s.sendMu.RUnlock()
-	if s.sendDead {
-		return ErrSocketClosed
-	}
-	if s.SendStatus() != Active {
-		return ErrNotSending
-	}
-	select {
-	case s.sendQ <- buf:
-		return nil
-	default:
-		return ErrSendQueueFull
-	}
+	return s.enqueue(buf, nil)
 }
 
 // Dropped returns how many received frames were dropped because the bot's callbacks were slow.
@@ -673,14 +632,6 @@ func (s *AudioSocket) send() {
 	_ = s.track.WriteRTP(&s.pkt) // fails only when the connection is closing
 }
 
-func (s *AudioSocket) sendDone(buf *media.AudioBuffer) {
-	if s.settings.OnSendDone != nil {
-		callBot(s.log, "OnSendDone", func() { s.settings.OnSendDone(buf) })
-		return
-	}
-	buf.Release()
-}
-
 // deliver runs on the event goroutine.
 func (s *AudioSocket) deliver(e audioEvent) {
 	switch e.kind {
@@ -718,43 +669,20 @@ func (s *AudioSocket) discard(e audioEvent) {
 // its goroutines end (Close waits for them), queued frames are
 // released, and buffers queued by Send go back through OnSendDone. It is idempotent; the call's
 // media configuration closes its sockets when the call ends.
-func (s *AudioSocket) Close() {
-	s.mu.Lock()
-	owner := s.owner
-	s.mu.Unlock()
-	if owner != nil {
-		owner.close() // closes the peer connection first, so that the read goroutines end
-		return
-	}
-	s.close()
-}
+func (s *AudioSocket) Close() { s.end(s.close) }
 
+// close stops the clock with the other goroutines; once they have ended it discards what is
+// left, hands back what Send queued and frees the decoders and the encoder.
 func (s *AudioSocket) close() {
-	s.once.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		s.status.Store(uint32(Inactive))
-		s.sendMu.Lock()
-		s.sendDead = true
-		s.sendMu.Unlock()
-		close(s.stop)
+	s.shutdown(func() {
 		if s.stopClock != nil {
 			s.stopClock()
 		}
-		s.wg.Wait()
+	}, func() {
 		// The clock may have queued a frame after the event goroutine drained the queue on
 		// stop (it stops at the same time): nothing queues any more, so discard what is left.
 		s.events.drain(s.discard)
-		for {
-			select {
-			case buf := <-s.sendQ:
-				s.sendDone(buf)
-				continue
-			default:
-			}
-			break
-		}
+		s.drainSends()
 		for _, sl := range s.slots {
 			sl.play.Load().Close()
 		}

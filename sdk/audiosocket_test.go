@@ -575,8 +575,8 @@ func encodedSignal(t testing.TB, n int) [][]byte {
 
 // audioFrameStep is one 20 ms of a call's audio path without the network: a packet into each
 // slot (as the read goroutines do), one clock tick (playout, mix, speakers, unmixed buffers,
-// encode and RTP of a frame the bot sent), and the event goroutine's delivery to a bot that
-// releases everything.
+// encode and RTP of a frame the bot sent through Send), and the event goroutine's delivery to
+// a bot that releases everything.
 type audioFrameStep struct {
 	s        *AudioSocket
 	packets  [][]byte
@@ -597,7 +597,9 @@ func (a *audioFrameStep) step() {
 	if a.s.track != nil {
 		b := a.pool.Get()
 		copy(b.Samples(), a.s.slots[0].pcm[:])
-		a.s.sendQ <- b
+		if err := a.s.Send(b); err != nil {
+			panic(err)
+		}
 	}
 	a.s.tick(time.Duration(a.n) * 20 * time.Millisecond)
 	a.s.events.drain(a.s.deliver)

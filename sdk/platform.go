@@ -297,32 +297,6 @@ type MediaSocket interface {
 // socketClaim undoes a socket's claim when CreateMediaConfiguration fails midway.
 type socketClaim interface{ unclaim() }
 
-// socketBinding is what a socket keeps of its binding to one call's media configuration; both
-// socket kinds embed it. mu also guards the embedding socket's own call state.
-type socketBinding struct {
-	mu     sync.Mutex
-	owner  *MediaConfiguration
-	closed bool
-}
-
-// bind makes m the socket's owner; nil when it already has one or is closed (a socket serves
-// one call).
-func (b *socketBinding) bind(m *MediaConfiguration) socketClaim {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.owner != nil || b.closed {
-		return nil
-	}
-	b.owner = m
-	return b
-}
-
-func (b *socketBinding) unclaim() {
-	b.mu.Lock()
-	b.owner = nil
-	b.mu.Unlock()
-}
-
 // eventQueue hands a socket's events to its one event goroutine, in order. Media events (a
 // received frame) wait in a bounded ring: when the bot is slow the oldest is dropped (and its
 // buffers released) so that neither the network nor the clock ever waits for the bot. Control

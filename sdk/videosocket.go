@@ -3,7 +3,6 @@ package sdk
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -107,20 +106,10 @@ type VideoSocket struct {
 	id       int
 	pool     *media.VideoPool
 	events   *eventQueue[videoEvent]
-	sendQ    chan *media.VideoBuffer
 
-	socketBinding // mu, owner, closed; mu also guards call, log, reads
-	call          *callMedia
-	log           *slog.Logger
-	reads         int
+	socketLife[*media.VideoBuffer] // mu also guards reads
+	reads                          int
 
-	track     *webrtc.TrackLocalStaticRTP
-	rtpSender *webrtc.RTPSender
-	sendable  atomic.Bool
-	status    atomic.Uint32
-	sendMu    sync.RWMutex // Send holds it for reading; close sets sendDead under it
-	sendDead  bool         // closed: Send refuses, so no buffer is queued after the drain
-	up        atomic.Bool
 	estimate  atomic.Int64 // bits a second, from REMB
 	forceKey  atomic.Bool
 	keyReqs   atomic.Uint64
@@ -129,10 +118,6 @@ type VideoSocket struct {
 	pref      *sendPreference
 
 	formats []media.VideoFormat // SupportedSendFormats, largest first
-
-	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
 }
 
 type videoEvent struct {
@@ -182,9 +167,9 @@ func NewVideoSocket(s VideoSocketSettings) (*VideoSocket, error) {
 		settings: s,
 		pool:     media.NewVideoPool("video socket"),
 		events:   newEventQueue[videoEvent](s.QueueFrames),
-		sendQ:    make(chan *media.VideoBuffer, s.SendQueueFrames),
 		formats:  formats,
-		stop:     make(chan struct{}),
+
+		socketLife: newSocketLife(s.SendQueueFrames, s.OnSendDone),
 	}
 	v.estimate.Store(int64(s.MaxBitrateKbps) * 1000)
 	v.pref = newSendPreference(formats, v.estimate.Load(), s.SendQueueFrames)
@@ -195,8 +180,6 @@ func NewVideoSocket(s VideoSocketSettings) (*VideoSocket, error) {
 // ID is the socket's index among the call's video sockets, as the protocol names it (the video
 // slot it is bound to). A screen-share socket's ID is 0.
 func (s *VideoSocket) ID() int { return s.id }
-
-func (s *VideoSocket) claim(m *MediaConfiguration) socketClaim { return s.bind(m) }
 
 func (s *VideoSocket) lineKind() rtc.Kind {
 	if s.settings.ScreenShare {
@@ -212,11 +195,9 @@ func (s *VideoSocket) want(line rtc.Line) webrtc.RTPTransceiverDirection {
 func (s *VideoSocket) start(call *callMedia) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return ErrSocketClosed
+	if err := s.attach(call, call.log.With("socket", "video", "id", s.id, "screen_share", s.settings.ScreenShare)); err != nil {
+		return err
 	}
-	s.call = call
-	s.log = call.log.With("socket", "video", "id", s.id, "screen_share", s.settings.ScreenShare)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -233,8 +214,7 @@ func (s *VideoSocket) start(call *callMedia) error {
 func (s *VideoSocket) localTrack(_ rtc.Line, sender *webrtc.RTPSender, track *webrtc.TrackLocalStaticRTP) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.track, s.rtpSender = track, sender
-	s.sendable.Store(true)
+	s.setTrack(sender, track)
 }
 
 func (s *VideoSocket) remoteTrack(_ rtc.Line, t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -463,15 +443,9 @@ func (s *VideoSocket) PreferredFormat() media.VideoFormat {
 func (s *VideoSocket) KeyFrameRequests() uint64 { return s.keyReqs.Load() }
 
 func (s *VideoSocket) connected(up bool) {
-	s.up.Store(up)
-	status := Inactive
-	if up && s.settings.Direction.sends() && s.sendable.Load() {
-		status = Active
+	if status, changed := s.connect(up, s.settings.Direction.sends()); changed {
+		s.pushStatus(status)
 	}
-	if MediaSendStatus(s.status.Swap(uint32(status))) == status || !s.settings.Direction.sends() {
-		return
-	}
-	s.pushStatus(status)
 }
 
 // SendStatus is the socket's current send status.
@@ -507,23 +481,7 @@ func (s *VideoSocket) Send(buf *media.VideoBuffer) error {
 	if buf == nil {
 		return errors.New("sdk: send nil video buffer")
 	}
-	s.sendMu.RLock()
-	defer s.sendMu.RUnlock()
-	if s.sendDead {
-		return ErrSocketClosed
-	}
-	if s.SendStatus() != Active {
-		return ErrNotSending
-	}
-	if err := checkSendFormat(buf.Format()); err != nil {
-		return err
-	}
-	select {
-	case s.sendQ <- buf:
-		return nil
-	default:
-		return ErrSendQueueFull
-	}
+	return s.enqueue(buf, checkSendFormat(buf.Format()))
 }
 
 // encodeLoop is the goroutine that converts, encodes and sends the bot's frames.
@@ -661,14 +619,6 @@ func (v *videoSender) frame(buf *media.VideoBuffer) {
 	v.packets += uint64(len(v.payloads))
 }
 
-func (s *VideoSocket) sendDone(buf *media.VideoBuffer) {
-	if s.settings.OnSendDone != nil {
-		callBot(s.log, "OnSendDone", func() { s.settings.OnSendDone(buf) })
-		return
-	}
-	buf.Release()
-}
-
 func (s *VideoSocket) deliver(e videoEvent) {
 	if e.status != nil {
 		if f := s.settings.OnSendStatusChanged; f != nil {
@@ -695,36 +645,6 @@ func (s *VideoSocket) Dropped() uint64 { return s.events.droppedCount() }
 
 // Close ends the media of the call the socket serves (all its sockets), as AudioSocket.Close
 // does. It is idempotent and waits for the socket's goroutines.
-func (s *VideoSocket) Close() {
-	s.mu.Lock()
-	owner := s.owner
-	s.mu.Unlock()
-	if owner != nil {
-		owner.close()
-		return
-	}
-	s.close()
-}
+func (s *VideoSocket) Close() { s.end(s.close) }
 
-func (s *VideoSocket) close() {
-	s.once.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		s.status.Store(uint32(Inactive))
-		s.sendMu.Lock()
-		s.sendDead = true
-		s.sendMu.Unlock()
-		close(s.stop)
-		s.wg.Wait()
-		for {
-			select {
-			case buf := <-s.sendQ:
-				s.sendDone(buf)
-				continue
-			default:
-			}
-			break
-		}
-	})
-}
+func (s *VideoSocket) close() { s.shutdown(nil, s.drainSends) }
