@@ -1,0 +1,278 @@
+package leg
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
+)
+
+// pionOffer is the service's side of a bot leg as the service builds it: rtc.NewAPI with
+// rtc.ServiceSettingEngine(true), the layout's transceivers, a complete offer.
+type pionOffer struct {
+	pc     *webrtc.PeerConnection
+	tracks *rtc.OfferTracks
+	offer  string
+
+	connected chan struct{}
+	connOnce  sync.Once
+	received  chan rtp.Packet // the bot's audio0 packets (payload copied)
+	readers   sync.WaitGroup
+}
+
+func newPionOffer(t *testing.T, ctx context.Context) *pionOffer {
+	t.Helper()
+	api, err := rtc.NewAPI(rtc.ServiceSettingEngine(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pionOffer{pc: pc, connected: make(chan struct{}), received: make(chan rtp.Packet, 256)}
+	t.Cleanup(func() {
+		_ = pc.Close()
+		p.readers.Wait()
+	})
+	p.tracks, err = rtc.AddOfferTransceivers(pc, rtc.DefaultLayout(), "service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			p.connOnce.Do(func() { close(p.connected) })
+		}
+	})
+	pc.OnTrack(func(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		p.readers.Add(1)
+		go func() {
+			defer p.readers.Done()
+			for {
+				pkt, _, err := track.ReadRTP()
+				if err != nil {
+					return
+				}
+				pkt.Payload = bytes.Clone(pkt.Payload)
+				select {
+				case p.received <- *pkt:
+				default:
+				}
+			}
+		}()
+	})
+	p.offer, err = rtc.CompleteOffer(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func randomString(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n/2)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// answerWithLeg parses the offer, makes a leg on mux and returns it with its answer.
+func answerWithLeg(t *testing.T, mux *Mux, offer string, cfg Config, ssrc uint32) (*Leg, string) {
+	t.Helper()
+	o, err := ParseOffer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := NewCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := CertificateFingerprint(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.LocalUfrag, cfg.LocalPwd = randomString(t, 16), randomString(t, 32)
+	cfg.RemoteUfrag = o.Ufrag
+	if cfg.RemoteFingerprints == nil {
+		cfg.RemoteFingerprints = o.Fingerprints
+	}
+	cfg.Certificate = cert
+	cfg.HandshakeTimeout = 10 * time.Second
+	l, err := mux.NewLeg(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	answer, err := o.Answer(AnswerParams{
+		Ufrag: cfg.LocalUfrag, Pwd: cfg.LocalPwd, Fingerprint: fp,
+		Candidate: mux.LocalAddr(), SSRC: map[string]uint32{"audio0": ssrc},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, answer
+}
+
+func wait(t *testing.T, ctx context.Context, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		t.Fatalf("waiting for %s: %v", what, ctx.Err())
+	}
+}
+
+func payloadOf(i int) []byte {
+	return []byte(fmt.Sprintf("opus-frame-%03d-%s", i, bytes.Repeat([]byte{byte(i)}, 40)))
+}
+
+// TestPionOffererToLeg: a pion/webrtc offerer built as the service builds its bot legs connects
+// to a leg (ICE-lite, DTLS server) on loopback; 100 RTP packets each way arrive, in order.
+func TestPionOffererToLeg(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mux, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mux.Close()
+
+	p := newPionOffer(t, ctx)
+	got := make(chan rtp.Packet, 256)
+	rtcpSeen := make(chan struct{}, 1)
+	const ssrc = 0x5b0710
+	l, answer := answerWithLeg(t, mux, p.offer, Config{
+		OnRTP: func(pkt *rtp.Packet) {
+			c := *pkt
+			c.Header.CSRC = nil
+			c.Header.Extensions = nil
+			c.Payload = bytes.Clone(pkt.Payload)
+			select {
+			case got <- c:
+			default:
+			}
+		},
+		OnRTCP: func([]byte) {
+			select {
+			case rtcpSeen <- struct{}{}:
+			default:
+			}
+		},
+	}, ssrc)
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatalf("pion refused the leg's answer: %v\n%s", err, answer)
+	}
+	wait(t, ctx, p.connected, "pion connected")
+	wait(t, ctx, l.Connected(), "leg connected")
+
+	// pion → leg.
+	const n = 100
+	for i := range n {
+		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(1000 + i), Timestamp: uint32(960 * i)}, Payload: payloadOf(i)}
+		if err := p.tracks.Audio[0].WriteRTP(pkt); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // pacing, as a real sender; nothing is timed
+	}
+	for i := range n {
+		select {
+		case pkt := <-got:
+			if !bytes.Equal(pkt.Payload, payloadOf(i)) {
+				t.Fatalf("packet %d: payload %q, want %q", i, pkt.Payload, payloadOf(i))
+			}
+			if pkt.PayloadType != 111 {
+				t.Fatalf("packet %d: payload type %d", i, pkt.PayloadType)
+			}
+		case <-ctx.Done():
+			t.Fatalf("leg got %d of %d packets (stats %+v)", i, n, mux.Stats())
+		}
+	}
+
+	// leg → pion.
+	for i := range n {
+		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SSRC: ssrc, SequenceNumber: uint16(7000 + i), Timestamp: uint32(960 * i)}, Payload: payloadOf(i)}
+		if err := l.WriteRTP(pkt); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := range n {
+		select {
+		case pkt := <-p.received:
+			if !bytes.Equal(pkt.Payload, payloadOf(i)) {
+				t.Fatalf("pion's packet %d: payload %q, want %q", i, pkt.Payload, payloadOf(i))
+			}
+			if pkt.SSRC != ssrc {
+				t.Fatalf("pion's packet %d: SSRC %#x", i, pkt.SSRC)
+			}
+		case <-ctx.Done():
+			t.Fatalf("pion got %d of %d packets", i, n)
+		}
+	}
+	wait(t, ctx, rtcpSeenClosed(rtcpSeen), "RTCP from pion")
+	if s := mux.Stats(); s.SRTPDropped != 0 {
+		t.Errorf("SRTP dropped: %+v", s)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Err(); err != nil {
+		t.Errorf("leg error after a clean close: %v", err)
+	}
+}
+
+// rtcpSeenClosed turns a signal channel into one closed when it fires.
+func rtcpSeenClosed(c <-chan struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		<-c
+		close(done)
+	}()
+	return done
+}
+
+// TestWrongFingerprint: a leg told another certificate's fingerprint fails the handshake.
+func TestWrongFingerprint(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mux, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mux.Close()
+	p := newPionOffer(t, ctx)
+	other, err := NewCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong, err := CertificateFingerprint(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, answer := answerWithLeg(t, mux, p.offer, Config{RemoteFingerprints: []Fingerprint{wrong}}, 1)
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, ctx, l.Done(), "the leg's handshake to fail")
+	if err := l.Err(); err == nil {
+		t.Fatal("handshake with a wrong fingerprint succeeded")
+	} else if !errors.Is(err, ErrFingerprint) {
+		t.Logf("handshake failed with %v (not wrapping ErrFingerprint)", err)
+	}
+	select {
+	case <-l.Connected():
+		t.Fatal("leg connected with a wrong fingerprint")
+	default:
+	}
+}

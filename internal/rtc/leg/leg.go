@@ -1,0 +1,377 @@
+// Package leg is the media transport of one service ↔ bot leg without pion/webrtc: ICE-lite
+// with pion/stun, a DTLS server with pion/dtls, and SRTP with pion/srtp, all on one UDP socket
+// a process (Mux) read by one goroutine that decrypts each packet and hands it to the leg's
+// callback, with no goroutine or channel per packet (docs/transport.md). This is the bot's
+// (answering) end; it talks to a pion/webrtc offerer built as the service builds its bot legs.
+package leg
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/logging"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/stun/v4"
+)
+
+// Errors callers branch on.
+var (
+	ErrBadOffer        = errors.New("leg: bad offer")
+	ErrBadAnswerParams = errors.New("leg: bad answer parameters")
+	ErrBadConfig       = errors.New("leg: bad configuration")
+	ErrNoCertificate   = errors.New("leg: no certificate")
+	ErrFingerprint     = errors.New("leg: peer certificate does not match the offer's fingerprint")
+	ErrNotConnected    = errors.New("leg: not connected")
+	ErrNoRemote        = errors.New("leg: no remote address yet")
+	ErrClosed          = errors.New("leg: closed")
+	ErrUfragInUse      = errors.New("leg: local ufrag in use")
+	ErrNoSRTPProfile   = errors.New("leg: no SRTP protection profile negotiated")
+)
+
+// DefaultHandshakeTimeout bounds ICE and the DTLS handshake of a leg when Config leaves it 0.
+const DefaultHandshakeTimeout = 30 * time.Second
+
+// srtpReplayWindow is the replay window of received SRTP and SRTCP, in packets.
+const srtpReplayWindow = 64
+
+// Config configures a leg: its own ICE credentials and certificate, what it knows of the remote
+// end from its offer (ParseOffer), and where decrypted packets go.
+type Config struct {
+	LocalUfrag, LocalPwd string
+	// RemoteUfrag, if set, must be the second part of every binding request's USERNAME.
+	RemoteUfrag string
+	// RemoteFingerprints are the offer's; the peer's DTLS certificate must match one of them.
+	RemoteFingerprints []Fingerprint
+	Certificate        tls.Certificate
+
+	// OnRTP gets every decrypted RTP packet, on the Mux's reader goroutine. pkt and its payload
+	// are the leg's and valid only during the call: copy what is kept. It must not block, and
+	// must not call the Mux's or a Leg's Close or NewLeg (the reader holds the Mux's table).
+	// WriteRTP and WriteRTCP may be called from it.
+	OnRTP func(pkt *rtp.Packet)
+	// OnRTCP gets every decrypted (compound) RTCP packet, raw, under OnRTP's rules.
+	OnRTCP func(buf []byte)
+
+	// HandshakeTimeout bounds the time from NewLeg to the end of the DTLS handshake;
+	// 0 means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// LoggerFactory for pion/dtls; nil: pion's default.
+	LoggerFactory logging.LoggerFactory
+}
+
+// Leg is the answering end of one leg on a Mux. WriteRTP and WriteRTCP may be called from any
+// goroutine (a mutex per leg serialises them); the callbacks run on the Mux's reader.
+type Leg struct {
+	mux         *Mux
+	localUfrag  string
+	remoteUfrag string
+	integrity   stun.MessageIntegrity
+	cfg         Config
+
+	remote atomic.Pointer[netip.AddrPort] // set by the reader on USE-CANDIDATE
+	keys   atomic.Pointer[srtpKeys]       // set once the handshake is done
+	dtls   *dtlsConn
+
+	// The reader's own state for this leg.
+	pkt     rtp.Packet
+	rtpHdr  rtp.Header
+	rtcpHdr rtcp.Header
+
+	sendMu  sync.Mutex
+	plain   []byte
+	cipher  []byte
+	sendHdr rtp.Header
+	rtcpOut rtcp.Header
+
+	connected chan struct{}
+	done      chan struct{} // closed when the DTLS goroutine ends
+	errMu     sync.Mutex
+	err       error
+	conn      *dtls.Conn
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+}
+
+// srtpKeys are a connected leg's SRTP contexts: remote decrypts (the reader alone), local
+// encrypts (under sendMu).
+type srtpKeys struct {
+	remote, local *srtp.Context
+}
+
+// NewLeg adds a leg to the Mux and starts its DTLS server, which waits for the offerer's
+// handshake once ICE has nominated its address. Close it when done.
+func (m *Mux) NewLeg(cfg Config) (*Leg, error) {
+	if cfg.LocalUfrag == "" || cfg.LocalPwd == "" {
+		return nil, fmt.Errorf("leg: no local ICE credentials: %w", ErrBadConfig)
+	}
+	if len(cfg.Certificate.Certificate) == 0 {
+		return nil, fmt.Errorf("leg: ufrag %s: %w", cfg.LocalUfrag, ErrNoCertificate)
+	}
+	if len(cfg.RemoteFingerprints) == 0 {
+		return nil, fmt.Errorf("leg: ufrag %s: no remote fingerprint: %w", cfg.LocalUfrag, ErrBadConfig)
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	l := &Leg{
+		mux:         m,
+		localUfrag:  cfg.LocalUfrag,
+		remoteUfrag: cfg.RemoteUfrag,
+		integrity:   stun.NewShortTermIntegrity(cfg.LocalPwd),
+		cfg:         cfg,
+		plain:       make([]byte, readBufferSize),
+		cipher:      make([]byte, readBufferSize+64),
+		connected:   make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	l.dtls = newDTLSConn(l)
+	opts := []dtls.ServerOption{
+		dtls.WithCertificates(cfg.Certificate),
+		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80),
+		dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
+		dtls.WithClientAuth(dtls.RequireAnyClientCert),
+		dtls.WithInsecureSkipVerify(true), // self-signed: the fingerprint below is the check
+		dtls.WithVerifyPeerCertificate(func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return verifyFingerprint(raw, cfg.RemoteFingerprints)
+		}),
+	}
+	if cfg.LoggerFactory != nil {
+		opts = append(opts, dtls.WithLoggerFactory(cfg.LoggerFactory))
+	}
+	conn, err := dtls.ServerWithOptions(l.dtls, &net.UDPAddr{}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("leg: DTLS server for ufrag %s: %w", cfg.LocalUfrag, err)
+	}
+	l.conn = conn
+	if err := m.add(l); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.HandshakeTimeout)
+	l.cancel = cancel
+	go l.run(ctx)
+	return l, nil
+}
+
+// Connected is closed when the handshake is done and the leg can send and receive SRTP.
+func (l *Leg) Connected() <-chan struct{} { return l.connected }
+
+// Done is closed when the leg's DTLS session has ended: a failed handshake, the peer's
+// close_notify, or Close.
+func (l *Leg) Done() <-chan struct{} { return l.done }
+
+// Err is why the leg's DTLS session ended (nil while it runs, or after a clean close).
+func (l *Leg) Err() error {
+	l.errMu.Lock()
+	defer l.errMu.Unlock()
+	return l.err
+}
+
+// LocalUfrag is the leg's ICE ufrag.
+func (l *Leg) LocalUfrag() string { return l.localUfrag }
+
+// run is the leg's DTLS goroutine: the handshake, the SRTP keys, then alerts until the session
+// ends.
+func (l *Leg) run(ctx context.Context) {
+	defer close(l.done)
+	defer l.cancel()
+	conn := l.conn
+	if err := conn.HandshakeContext(ctx); err != nil {
+		l.fail(fmt.Errorf("leg: DTLS handshake for ufrag %s: %w", l.localUfrag, err))
+		_ = conn.Close()
+		return
+	}
+	keys, err := srtpKeysFrom(conn)
+	if err != nil {
+		l.fail(fmt.Errorf("leg: SRTP keys for ufrag %s: %w", l.localUfrag, err))
+		_ = conn.Close()
+		return
+	}
+	l.keys.Store(keys)
+	close(l.connected)
+	// Nothing but alerts comes over DTLS on this leg (no data channel); Read returns when the
+	// session ends.
+	buf := make([]byte, 1500)
+	for {
+		if _, err := conn.Read(buf); err != nil {
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, dtls.ErrConnClosed) && !isEOF(err) {
+				l.fail(fmt.Errorf("leg: DTLS session of ufrag %s: %w", l.localUfrag, err))
+			}
+			_ = conn.Close()
+			return
+		}
+	}
+}
+
+func (l *Leg) fail(err error) {
+	l.errMu.Lock()
+	defer l.errMu.Unlock()
+	if l.err == nil {
+		l.err = err
+	}
+}
+
+// srtpKeysFrom makes the two SRTP contexts from a finished handshake (RFC 5764): the leg is
+// the DTLS server, so it writes with the server's key and reads with the client's.
+func srtpKeysFrom(conn *dtls.Conn) (*srtpKeys, error) {
+	p, ok := conn.SelectedSRTPProtectionProfile()
+	if !ok {
+		return nil, ErrNoSRTPProfile
+	}
+	var profile srtp.ProtectionProfile
+	switch p {
+	case dtls.SRTP_AEAD_AES_128_GCM:
+		profile = srtp.ProtectionProfileAeadAes128Gcm
+	case dtls.SRTP_AEAD_AES_256_GCM:
+		profile = srtp.ProtectionProfileAeadAes256Gcm
+	case dtls.SRTP_AES128_CM_HMAC_SHA1_80:
+		profile = srtp.ProtectionProfileAes128CmHmacSha1_80
+	default:
+		return nil, fmt.Errorf("%w: %#x", ErrNoSRTPProfile, uint16(p))
+	}
+	state, ok := conn.ConnectionState()
+	if !ok {
+		return nil, ErrNotConnected
+	}
+	c := srtp.Config{Profile: profile}
+	if err := c.ExtractSessionKeysFromDTLS(&state, false); err != nil {
+		return nil, fmt.Errorf("export keying material: %w", err)
+	}
+	remote, err := srtp.CreateContext(c.Keys.RemoteMasterKey, c.Keys.RemoteMasterSalt, profile,
+		srtp.SRTPReplayProtection(srtpReplayWindow), srtp.SRTCPReplayProtection(srtpReplayWindow))
+	if err != nil {
+		return nil, fmt.Errorf("remote SRTP context: %w", err)
+	}
+	local, err := srtp.CreateContext(c.Keys.LocalMasterKey, c.Keys.LocalMasterSalt, profile)
+	if err != nil {
+		return nil, fmt.Errorf("local SRTP context: %w", err)
+	}
+	return &srtpKeys{remote: remote, local: local}, nil
+}
+
+// receiveSRTP decrypts one SRTP or SRTCP packet (RFC 5761: packet types 192..223 are RTCP) into
+// dec and hands it to the callback. Only the reader calls it.
+func (l *Leg) receiveSRTP(b, dec []byte, st *muxStats) {
+	k := l.keys.Load()
+	if k == nil || len(b) < 2 {
+		st.srtpDropped.Add(1)
+		return
+	}
+	if b[1] >= 192 && b[1] <= 223 {
+		out, err := k.remote.DecryptRTCP(dec, b, &l.rtcpHdr)
+		if err != nil {
+			st.srtpDropped.Add(1)
+			return
+		}
+		st.rtcp.Add(1)
+		if l.cfg.OnRTCP != nil {
+			l.cfg.OnRTCP(out)
+		}
+		return
+	}
+	out, err := k.remote.DecryptRTP(dec, b, &l.rtpHdr)
+	if err != nil {
+		st.srtpDropped.Add(1)
+		return
+	}
+	if err := l.pkt.Unmarshal(out); err != nil {
+		st.srtpDropped.Add(1)
+		return
+	}
+	st.rtp.Add(1)
+	if l.cfg.OnRTP != nil {
+		l.cfg.OnRTP(&l.pkt)
+	}
+}
+
+// WriteRTP encrypts pkt and sends it to the leg's remote address. It may be called from any
+// goroutine, the reader's callbacks included; calls are serialised per leg. pkt is not kept.
+func (l *Leg) WriteRTP(pkt *rtp.Packet) error {
+	l.sendMu.Lock()
+	defer l.sendMu.Unlock()
+	k := l.keys.Load()
+	if k == nil {
+		return ErrNotConnected
+	}
+	to, ok := l.remoteAddr()
+	if !ok {
+		return ErrNoRemote
+	}
+	n, err := pkt.MarshalTo(l.plain)
+	if err != nil {
+		return fmt.Errorf("leg: marshal RTP (SSRC %d, seq %d): %w", pkt.SSRC, pkt.SequenceNumber, err)
+	}
+	out, err := k.local.EncryptRTP(l.cipher, l.plain[:n], &l.sendHdr)
+	if err != nil {
+		return fmt.Errorf("leg: encrypt RTP (SSRC %d, seq %d): %w", pkt.SSRC, pkt.SequenceNumber, err)
+	}
+	if _, err := l.mux.conn.WriteToUDPAddrPort(out, to); err != nil {
+		return fmt.Errorf("leg: send RTP to %s: %w", to, err)
+	}
+	return nil
+}
+
+// WriteRTCP encrypts one marshalled (compound) RTCP packet and sends it, as WriteRTP.
+func (l *Leg) WriteRTCP(raw []byte) error {
+	l.sendMu.Lock()
+	defer l.sendMu.Unlock()
+	k := l.keys.Load()
+	if k == nil {
+		return ErrNotConnected
+	}
+	to, ok := l.remoteAddr()
+	if !ok {
+		return ErrNoRemote
+	}
+	out, err := k.local.EncryptRTCP(l.cipher, raw, &l.rtcpOut)
+	if err != nil {
+		return fmt.Errorf("leg: encrypt RTCP (%d bytes): %w", len(raw), err)
+	}
+	if _, err := l.mux.conn.WriteToUDPAddrPort(out, to); err != nil {
+		return fmt.Errorf("leg: send RTCP to %s: %w", to, err)
+	}
+	return nil
+}
+
+// Close removes the leg from its Mux (no callback runs after it returns), ends its DTLS session
+// (close_notify when connected) and waits for its goroutine. It is idempotent; it must not be
+// called from the leg's callbacks.
+func (l *Leg) Close() error {
+	l.closeOnce.Do(func() {
+		l.mux.remove(l)
+		l.cancel()
+		_ = l.conn.Close()
+		_ = l.dtls.Close()
+		<-l.done
+	})
+	return nil
+}
+
+func (l *Leg) remoteAddr() (netip.AddrPort, bool) {
+	p := l.remote.Load()
+	if p == nil {
+		return netip.AddrPort{}, false
+	}
+	return *p, true
+}
+
+func (l *Leg) remoteNetAddr() net.Addr {
+	a, _ := l.remoteAddr()
+	return net.UDPAddrFromAddrPort(a)
+}
+
+func (l *Leg) setRemote(a netip.AddrPort) { l.remote.Store(&a) }
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }

@@ -1,0 +1,236 @@
+package leg
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/pion/sdp/v3"
+)
+
+// Codecs of the session (docs/media.md): fixed payload types.
+const (
+	PayloadTypeOpus = 111
+	PayloadTypeVP8  = 96
+
+	opusFmtp = "minptime=10;useinbandfec=1"
+)
+
+// Header extensions the answer accepts on audio when the offer has them.
+const (
+	uriMID        = "urn:ietf:params:rtp-hdrext:sdes:mid"
+	uriAudioLevel = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+)
+
+// Offer is what a leg needs from the remote offer: its ICE credentials, its certificate's
+// fingerprints and its m-lines.
+type Offer struct {
+	Ufrag, Pwd   string
+	Fingerprints []Fingerprint
+	Media        []OfferMedia
+
+	desc sdp.SessionDescription
+}
+
+// OfferMedia is one m-line of an offer.
+type OfferMedia struct {
+	Kind      string // "audio", "video", …
+	MID       string
+	Direction string // sendrecv (when the offer says none), sendonly, recvonly or inactive
+}
+
+// ParseOffer reads an SDP offer. The ICE credentials and fingerprints may sit at session or
+// media level (the first m-line's count when the session has none); an offer without them, or
+// without m-lines, fails with ErrBadOffer.
+func ParseOffer(text string) (*Offer, error) {
+	o := &Offer{}
+	if err := o.desc.UnmarshalString(text); err != nil {
+		return nil, fmt.Errorf("leg: parse offer: %w: %w", ErrBadOffer, err)
+	}
+	if len(o.desc.MediaDescriptions) == 0 {
+		return nil, fmt.Errorf("leg: offer has no m-lines: %w", ErrBadOffer)
+	}
+	take := func(attrs []sdp.Attribute) {
+		for _, a := range attrs {
+			switch a.Key {
+			case "ice-ufrag":
+				if o.Ufrag == "" {
+					o.Ufrag = a.Value
+				}
+			case "ice-pwd":
+				if o.Pwd == "" {
+					o.Pwd = a.Value
+				}
+			case "fingerprint":
+				alg, val, ok := strings.Cut(a.Value, " ")
+				if ok {
+					o.Fingerprints = append(o.Fingerprints, Fingerprint{Algorithm: strings.ToLower(alg), Value: strings.TrimSpace(val)})
+				}
+			}
+		}
+	}
+	take(o.desc.Attributes)
+	if o.Ufrag == "" || o.Pwd == "" || len(o.Fingerprints) == 0 {
+		take(o.desc.MediaDescriptions[0].Attributes)
+	}
+	if o.Ufrag == "" || o.Pwd == "" {
+		return nil, fmt.Errorf("leg: offer without ICE credentials: %w", ErrBadOffer)
+	}
+	if len(o.Fingerprints) == 0 {
+		return nil, fmt.Errorf("leg: offer without a DTLS fingerprint: %w", ErrBadOffer)
+	}
+	for _, m := range o.desc.MediaDescriptions {
+		mid, _ := m.Attribute(sdp.AttrKeyMID)
+		o.Media = append(o.Media, OfferMedia{Kind: m.MediaName.Media, MID: mid, Direction: direction(m)})
+	}
+	return o, nil
+}
+
+func direction(m *sdp.MediaDescription) string {
+	for _, a := range m.Attributes {
+		switch a.Key {
+		case "sendrecv", "sendonly", "recvonly", "inactive":
+			return a.Key
+		}
+	}
+	return "sendrecv"
+}
+
+// reverse is the answer's direction for an offered one when the answerer takes everything.
+func reverse(dir string) string {
+	switch dir {
+	case "sendonly":
+		return "recvonly"
+	case "recvonly":
+		return "sendonly"
+	}
+	return dir
+}
+
+// AnswerParams are the answerer's side of an answer.
+type AnswerParams struct {
+	Ufrag, Pwd  string
+	Fingerprint Fingerprint
+	// Candidate is the leg's one host candidate: the mux's address (or the public one).
+	Candidate netip.AddrPort
+	// SSRC names the stream the leg sends on each mid it sends on. An audio m-line the offer
+	// lets the answerer send on but without an SSRC here is answered recvonly (or inactive).
+	SSRC map[string]uint32
+	// CNAME of the leg's streams; "switchboard" if empty.
+	CNAME string
+}
+
+// Answer builds the SDP answer to o: ICE-lite with one host candidate, DTLS passive (the leg is
+// the server), everything bundled on the first accepted m-line, rtcp-mux. Audio m-lines offering
+// Opus 111 are accepted with their offered direction reversed (recvonly for sendonly, …) and
+// their mid and audio-level header extensions; video m-lines offering VP8 96 are answered
+// inactive (this leg carries audio); anything else is rejected (port 0).
+func (o *Offer) Answer(p AnswerParams) (string, error) {
+	if p.Ufrag == "" || p.Pwd == "" || p.Fingerprint.Value == "" || !p.Candidate.IsValid() {
+		return "", fmt.Errorf("leg: answer needs ICE credentials, a fingerprint and a candidate: %w", ErrBadAnswerParams)
+	}
+	cname := p.CNAME
+	if cname == "" {
+		cname = "switchboard"
+	}
+	var sid [8]byte
+	if _, err := rand.Read(sid[:]); err != nil {
+		return "", fmt.Errorf("leg: answer session id: %w", err)
+	}
+	ans := &sdp.SessionDescription{
+		Origin: sdp.Origin{
+			Username: "-", SessionID: binary.BigEndian.Uint64(sid[:]) >> 2, SessionVersion: 2,
+			NetworkType: "IN", AddressType: "IP4", UnicastAddress: "0.0.0.0",
+		},
+		SessionName:      "-",
+		TimeDescriptions: []sdp.TimeDescription{{}},
+	}
+	ans.WithPropertyAttribute("ice-lite")
+	candidate := fmt.Sprintf("1 1 udp 2130706431 %s %d typ host", p.Candidate.Addr().Unmap(), p.Candidate.Port())
+	var bundle []string
+	for _, om := range o.desc.MediaDescriptions {
+		mid, _ := om.Attribute(sdp.AttrKeyMID)
+		dir := reverse(direction(om))
+		var m *sdp.MediaDescription
+		switch {
+		case om.MediaName.Media == "audio" && offersCodec(om, PayloadTypeOpus, "opus"):
+			m = sdp.NewJSEPMediaDescription("audio", nil).WithCodec(PayloadTypeOpus, "opus", 48000, 2, opusFmtp)
+			for _, a := range om.Attributes {
+				if a.Key != "extmap" {
+					continue
+				}
+				var e sdp.ExtMap
+				if err := e.Unmarshal("extmap:" + a.Value); err != nil || e.URI == nil {
+					continue
+				}
+				if u := e.URI.String(); u == uriMID || u == uriAudioLevel {
+					m.WithExtMap(sdp.ExtMap{Value: e.Value, URI: e.URI})
+				}
+			}
+		case om.MediaName.Media == "video" && offersCodec(om, PayloadTypeVP8, "vp8"):
+			m = sdp.NewJSEPMediaDescription("video", nil).WithCodec(PayloadTypeVP8, "VP8", 90000, 0, "")
+			dir = "inactive"
+		default:
+			rej := sdp.NewJSEPMediaDescription(om.MediaName.Media, nil)
+			rej.MediaName.Port = sdp.RangedPort{Value: 0}
+			rej.MediaName.Protos = om.MediaName.Protos
+			rej.MediaName.Formats = om.MediaName.Formats
+			if mid != "" {
+				rej.WithValueAttribute(sdp.AttrKeyMID, mid)
+			}
+			ans.WithMedia(rej)
+			continue
+		}
+		ssrc, sends := p.SSRC[mid]
+		if !sends {
+			switch dir {
+			case "sendrecv":
+				dir = "recvonly"
+			case "sendonly":
+				dir = "inactive"
+			}
+		}
+		m.WithValueAttribute(sdp.AttrKeyMID, mid).
+			WithICECredentials(p.Ufrag, p.Pwd).
+			WithFingerprint(p.Fingerprint.Algorithm, p.Fingerprint.Value).
+			WithValueAttribute("setup", "passive").
+			WithPropertyAttribute("rtcp-mux").
+			WithPropertyAttribute(dir)
+		if dir == "sendrecv" || dir == "sendonly" {
+			m.WithValueAttribute("msid", cname+" "+mid).
+				WithValueAttribute("ssrc", fmt.Sprintf("%d cname:%s", ssrc, cname))
+		}
+		m.WithValueAttribute("candidate", candidate).WithPropertyAttribute("end-of-candidates")
+		ans.WithMedia(m)
+		bundle = append(bundle, mid)
+	}
+	if len(bundle) == 0 {
+		return "", fmt.Errorf("leg: offer has no m-line the leg accepts: %w", ErrBadOffer)
+	}
+	ans.WithValueAttribute("group", "BUNDLE "+strings.Join(bundle, " "))
+	out, err := ans.Marshal()
+	if err != nil {
+		return "", fmt.Errorf("leg: write answer: %w", err)
+	}
+	return string(out), nil
+}
+
+// offersCodec reports whether m offers payload type pt with the codec name (case-insensitive).
+func offersCodec(m *sdp.MediaDescription, pt int, name string) bool {
+	want := strconv.Itoa(pt)
+	for _, a := range m.Attributes {
+		if a.Key != "rtpmap" {
+			continue
+		}
+		num, rest, ok := strings.Cut(a.Value, " ")
+		if !ok || num != want {
+			continue
+		}
+		codec, _, _ := strings.Cut(rest, "/")
+		return strings.EqualFold(codec, name)
+	}
+	return false
+}
