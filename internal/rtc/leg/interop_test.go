@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/dtls/v3"
 	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
@@ -30,9 +32,13 @@ type pionOffer struct {
 	readers   sync.WaitGroup
 }
 
-func newPionOffer(t *testing.T, ctx context.Context) *pionOffer {
+func newPionOffer(t *testing.T, ctx context.Context, profiles ...dtls.SRTPProtectionProfile) *pionOffer {
 	t.Helper()
-	api, err := rtc.NewAPI(rtc.ServiceSettingEngine(true))
+	s := rtc.ServiceSettingEngine(true)
+	if len(profiles) > 0 {
+		s.SetSRTPProtectionProfiles(profiles...)
+	}
+	api, err := rtc.NewAPI(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,8 +144,24 @@ func payloadOf(i int) []byte {
 }
 
 // TestPionOffererToLeg: a pion/webrtc offerer built as the service builds its bot legs connects
-// to a leg (ICE-lite, DTLS server) on loopback; 100 RTP packets each way arrive, in order.
+// to a leg (ICE-lite, DTLS server) on loopback; 100 RTP packets each way arrive, in order, and
+// pion's RTCP arrives; pion's close ends the leg's DTLS session cleanly. Once with pion's
+// SRTP profiles, once with each profile alone.
 func TestPionOffererToLeg(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		profiles []dtls.SRTPProtectionProfile
+		want     srtp.ProtectionProfile
+	}{
+		{"pion default", nil, srtp.ProtectionProfileAeadAes256Gcm},
+		{"AEAD_AES_128_GCM", []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM}, srtp.ProtectionProfileAeadAes128Gcm},
+		{"AES128_CM_HMAC_SHA1_80", []dtls.SRTPProtectionProfile{dtls.SRTP_AES128_CM_HMAC_SHA1_80}, srtp.ProtectionProfileAes128CmHmacSha1_80},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testPionOffererToLeg(t, tc.profiles, tc.want) })
+	}
+}
+
+func testPionOffererToLeg(t *testing.T, profiles []dtls.SRTPProtectionProfile, want srtp.ProtectionProfile) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	mux, err := Listen("127.0.0.1:0")
@@ -148,7 +170,7 @@ func TestPionOffererToLeg(t *testing.T) {
 	}
 	defer mux.Close()
 
-	p := newPionOffer(t, ctx)
+	p := newPionOffer(t, ctx, profiles...)
 	got := make(chan rtp.Packet, 256)
 	rtcpSeen := make(chan struct{}, 1)
 	const ssrc = 0x5b0710
@@ -175,6 +197,9 @@ func TestPionOffererToLeg(t *testing.T) {
 	}
 	wait(t, ctx, p.connected, "pion connected")
 	wait(t, ctx, l.Connected(), "leg connected")
+	if got := l.keys.Load().profile; got != want {
+		t.Errorf("SRTP profile %v, want %v", got, want)
+	}
 
 	// pion → leg.
 	const n = 100
@@ -224,11 +249,19 @@ func TestPionOffererToLeg(t *testing.T) {
 	if s := mux.Stats(); s.SRTPDropped != 0 {
 		t.Errorf("SRTP dropped: %+v", s)
 	}
-	if err := l.Close(); err != nil {
+	// pion's close sends close_notify: the leg's session ends without an error.
+	if err := p.pc.Close(); err != nil {
 		t.Fatal(err)
 	}
+	wait(t, ctx, l.Done(), "the leg's DTLS session to end after pion's close")
 	if err := l.Err(); err != nil {
-		t.Errorf("leg error after a clean close: %v", err)
+		t.Errorf("leg error after the peer's clean close: %v", err)
+	}
+	if err := l.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SSRC: ssrc}}); !errors.Is(err, ErrClosed) {
+		t.Errorf("write after the peer's close: %v, want ErrClosed", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 

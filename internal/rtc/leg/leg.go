@@ -108,6 +108,7 @@ type Leg struct {
 // encrypts (under sendMu).
 type srtpKeys struct {
 	remote, local *srtp.Context
+	profile       srtp.ProtectionProfile
 }
 
 // NewLeg adds a leg to the Mux and starts its DTLS server, which waits for the offerer's
@@ -258,7 +259,7 @@ func srtpKeysFrom(conn *dtls.Conn) (*srtpKeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local SRTP context: %w", err)
 	}
-	return &srtpKeys{remote: remote, local: local}, nil
+	return &srtpKeys{remote: remote, local: local, profile: profile}, nil
 }
 
 // receiveSRTP decrypts one SRTP or SRTCP packet (RFC 5761: packet types 192..223 are RTCP) into
@@ -298,9 +299,16 @@ func (l *Leg) receiveSRTP(b, dec []byte, st *muxStats) {
 
 // WriteRTP encrypts pkt and sends it to the leg's remote address. It may be called from any
 // goroutine, the reader's callbacks included; calls are serialised per leg. pkt is not kept.
+// Before the handshake is done it fails with ErrNotConnected, once the DTLS session has ended
+// (Done) with ErrClosed.
 func (l *Leg) WriteRTP(pkt *rtp.Packet) error {
 	l.sendMu.Lock()
 	defer l.sendMu.Unlock()
+	select {
+	case <-l.done:
+		return ErrClosed
+	default:
+	}
 	k := l.keys.Load()
 	if k == nil {
 		return ErrNotConnected
@@ -327,6 +335,11 @@ func (l *Leg) WriteRTP(pkt *rtp.Packet) error {
 func (l *Leg) WriteRTCP(raw []byte) error {
 	l.sendMu.Lock()
 	defer l.sendMu.Unlock()
+	select {
+	case <-l.done:
+		return ErrClosed
+	default:
+	}
 	k := l.keys.Load()
 	if k == nil {
 		return ErrNotConnected
