@@ -101,6 +101,7 @@ type Leg struct {
 	err       error
 	conn      *dtls.Conn
 	cancel    context.CancelFunc
+	closing   atomic.Bool
 	closeOnce sync.Once
 }
 
@@ -173,7 +174,9 @@ func (l *Leg) Connected() <-chan struct{} { return l.connected }
 // close_notify, or Close.
 func (l *Leg) Done() <-chan struct{} { return l.done }
 
-// Err is why the leg's DTLS session ended (nil while it runs, or after a clean close).
+// Err is why the leg's DTLS session ended: nil while it runs, after the peer's close_notify and
+// after Close; the handshake's error (a wrong fingerprint wraps ErrFingerprint, the timeout
+// context.DeadlineExceeded) otherwise.
 func (l *Leg) Err() error {
 	l.errMu.Lock()
 	defer l.errMu.Unlock()
@@ -217,6 +220,9 @@ func (l *Leg) run(ctx context.Context) {
 }
 
 func (l *Leg) fail(err error) {
+	if l.closing.Load() {
+		return // what Close caused is no failure
+	}
 	l.errMu.Lock()
 	defer l.errMu.Unlock()
 	if l.err == nil {
@@ -363,6 +369,7 @@ func (l *Leg) WriteRTCP(raw []byte) error {
 // called from the leg's callbacks.
 func (l *Leg) Close() error {
 	l.closeOnce.Do(func() {
+		l.closing.Store(true)
 		l.mux.remove(l)
 		l.cancel()
 		_ = l.conn.Close()
