@@ -30,9 +30,10 @@ type pionOffer struct {
 	connOnce  sync.Once
 	received  chan rtp.Packet // the bot's audio0 packets (payload copied)
 	readers   sync.WaitGroup
+	next      rtp.Packet // the benchmarks' stream
 }
 
-func newPionOffer(t *testing.T, ctx context.Context, profiles ...dtls.SRTPProtectionProfile) *pionOffer {
+func newPionOffer(t testing.TB, ctx context.Context, profiles ...dtls.SRTPProtectionProfile) *pionOffer {
 	t.Helper()
 	s := rtc.ServiceSettingEngine(true)
 	if len(profiles) > 0 {
@@ -84,7 +85,7 @@ func newPionOffer(t *testing.T, ctx context.Context, profiles ...dtls.SRTPProtec
 	return p
 }
 
-func randomString(t *testing.T, n int) string {
+func randomString(t testing.TB, n int) string {
 	t.Helper()
 	b := make([]byte, n/2)
 	if _, err := rand.Read(b); err != nil {
@@ -94,7 +95,7 @@ func randomString(t *testing.T, n int) string {
 }
 
 // answerWithLeg parses the offer, makes a leg on mux and returns it with its answer.
-func answerWithLeg(t *testing.T, mux *Mux, offer string, cfg Config, ssrc uint32) (*Leg, string) {
+func answerWithLeg(t testing.TB, mux *Mux, offer string, cfg Config, ssrc uint32) (*Leg, string) {
 	t.Helper()
 	o, err := ParseOffer(offer)
 	if err != nil {
@@ -130,7 +131,7 @@ func answerWithLeg(t *testing.T, mux *Mux, offer string, cfg Config, ssrc uint32
 	return l, answer
 }
 
-func wait(t *testing.T, ctx context.Context, ch <-chan struct{}, what string) {
+func wait(t testing.TB, ctx context.Context, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
 	case <-ch:
