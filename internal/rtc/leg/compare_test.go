@@ -1,8 +1,8 @@
 package leg
 
 import (
-	"fmt"
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
