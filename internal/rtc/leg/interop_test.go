@@ -173,7 +173,8 @@ func testPionOffererToLeg(t *testing.T, profiles []dtls.SRTPProtectionProfile, w
 
 	p := newPionOffer(t, ctx, profiles...)
 	got := make(chan rtp.Packet, 256)
-	rtcpSeen := make(chan struct{}, 1)
+	rtcpSeen := make(chan struct{})
+	var rtcpOnce sync.Once
 	const ssrc = 0x5b0710
 	l, answer := answerWithLeg(t, mux, p.offer, Config{
 		OnRTP: func(pkt *rtp.Packet) {
@@ -186,12 +187,7 @@ func testPionOffererToLeg(t *testing.T, profiles []dtls.SRTPProtectionProfile, w
 			default:
 			}
 		},
-		OnRTCP: func([]byte) {
-			select {
-			case rtcpSeen <- struct{}{}:
-			default:
-			}
-		},
+		OnRTCP: func([]byte) { rtcpOnce.Do(func() { close(rtcpSeen) }) },
 	}, ssrc)
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatalf("pion refused the leg's answer: %v\n%s", err, answer)
@@ -225,6 +221,10 @@ func testPionOffererToLeg(t *testing.T, profiles []dtls.SRTPProtectionProfile, w
 		}
 	}
 
+	if extra, s := len(got), mux.Stats(); extra != 0 || s.RTP != n {
+		t.Fatalf("leg got %d packets more than sent (stats %+v)", extra, s)
+	}
+
 	// leg → pion.
 	for i := range n {
 		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SSRC: ssrc, SequenceNumber: uint16(7000 + i), Timestamp: uint32(960 * i)}, Payload: payloadOf(i)}
@@ -246,7 +246,10 @@ func testPionOffererToLeg(t *testing.T, profiles []dtls.SRTPProtectionProfile, w
 			t.Fatalf("pion got %d of %d packets", i, n)
 		}
 	}
-	wait(t, ctx, rtcpSeenClosed(rtcpSeen), "RTCP from pion")
+	if extra := len(p.received); extra != 0 {
+		t.Fatalf("pion got %d packets more than sent", extra)
+	}
+	wait(t, ctx, rtcpSeen, "RTCP from pion")
 	if s := mux.Stats(); s.SRTPDropped != 0 {
 		t.Errorf("SRTP dropped: %+v", s)
 	}
@@ -264,16 +267,6 @@ func testPionOffererToLeg(t *testing.T, profiles []dtls.SRTPProtectionProfile, w
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// rtcpSeenClosed turns a signal channel into one closed when it fires.
-func rtcpSeenClosed(c <-chan struct{}) <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		<-c
-		close(done)
-	}()
-	return done
 }
 
 // TestWrongFingerprint: a leg told another certificate's fingerprint fails the handshake.
