@@ -3,6 +3,10 @@
 // a process (Mux) read by one goroutine that decrypts each packet and hands it to the leg's
 // callback, with no goroutine or channel per packet (docs/transport.md). This is the bot's
 // (answering) end; it talks to a pion/webrtc offerer built as the service builds its bot legs.
+//
+// Goroutines: the Mux's reader (Mux.Close stops it), and per leg its DTLS goroutine (the
+// handshake, then alerts until the session ends) plus the one pion/dtls reads its records
+// with; Leg.Close stops both and waits.
 package leg
 
 import (

@@ -225,7 +225,8 @@ func (m *Mux) handleSTUN(b []byte, from netip.AddrPort) {
 }
 
 // nominate makes from the address of l (and no longer its previous one). It reports false when
-// l is closed.
+// l is closed. The table has one leg an address: should two legs' peers share one (a service
+// sending every leg from one socket), the latest nomination takes the address.
 func (m *Mux) nominate(l *Leg, from netip.AddrPort) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
