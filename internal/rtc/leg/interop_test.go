@@ -101,14 +101,7 @@ func answerWithLeg(t testing.TB, mux *Mux, offer string, cfg Config, ssrc uint32
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := NewCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp, err := CertificateFingerprint(cert)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, fp := testCert(t)
 	cfg.LocalUfrag, cfg.LocalPwd = randomString(t, 16), randomString(t, 32)
 	cfg.RemoteUfrag = o.Ufrag
 	if cfg.RemoteFingerprints == nil {
@@ -165,11 +158,7 @@ func TestPionOffererToLeg(t *testing.T) {
 func testPionOffererToLeg(t *testing.T, profiles []dtls.SRTPProtectionProfile, want srtp.ProtectionProfile) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	mux, err := Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mux.Close()
+	mux := testMux(t)
 
 	p := newPionOffer(t, ctx, profiles...)
 	got := make(chan rtp.Packet, 256)
@@ -273,20 +262,9 @@ func testPionOffererToLeg(t *testing.T, profiles []dtls.SRTPProtectionProfile, w
 func TestWrongFingerprint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	mux, err := Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mux.Close()
+	mux := testMux(t)
 	p := newPionOffer(t, ctx)
-	other, err := NewCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrong, err := CertificateFingerprint(other)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, wrong := testCert(t)
 	l, answer := answerWithLeg(t, mux, p.offer, Config{RemoteFingerprints: []Fingerprint{wrong}}, 1)
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)

@@ -307,6 +307,25 @@ func (l *Leg) receiveSRTP(b, dec []byte, st *muxStats) {
 	}
 }
 
+// sendTarget is what a write needs, with l.sendMu held: the keys and the remote address, or
+// ErrClosed, ErrNotConnected or ErrNoRemote.
+func (l *Leg) sendTarget() (*srtpKeys, netip.AddrPort, error) {
+	select {
+	case <-l.done:
+		return nil, netip.AddrPort{}, ErrClosed
+	default:
+	}
+	k := l.keys.Load()
+	if k == nil {
+		return nil, netip.AddrPort{}, ErrNotConnected
+	}
+	to, ok := l.remoteAddr()
+	if !ok {
+		return nil, netip.AddrPort{}, ErrNoRemote
+	}
+	return k, to, nil
+}
+
 // WriteRTP encrypts pkt and sends it to the leg's remote address. It may be called from any
 // goroutine, the reader's callbacks included; calls are serialised per leg. pkt is not kept.
 // Before the handshake is done it fails with ErrNotConnected, once the DTLS session has ended
@@ -314,18 +333,9 @@ func (l *Leg) receiveSRTP(b, dec []byte, st *muxStats) {
 func (l *Leg) WriteRTP(pkt *rtp.Packet) error {
 	l.sendMu.Lock()
 	defer l.sendMu.Unlock()
-	select {
-	case <-l.done:
-		return ErrClosed
-	default:
-	}
-	k := l.keys.Load()
-	if k == nil {
-		return ErrNotConnected
-	}
-	to, ok := l.remoteAddr()
-	if !ok {
-		return ErrNoRemote
+	k, to, err := l.sendTarget()
+	if err != nil {
+		return err
 	}
 	n, err := pkt.MarshalTo(l.plain)
 	if err != nil {
@@ -345,18 +355,9 @@ func (l *Leg) WriteRTP(pkt *rtp.Packet) error {
 func (l *Leg) WriteRTCP(raw []byte) error {
 	l.sendMu.Lock()
 	defer l.sendMu.Unlock()
-	select {
-	case <-l.done:
-		return ErrClosed
-	default:
-	}
-	k := l.keys.Load()
-	if k == nil {
-		return ErrNotConnected
-	}
-	to, ok := l.remoteAddr()
-	if !ok {
-		return ErrNoRemote
+	k, to, err := l.sendTarget()
+	if err != nil {
+		return err
 	}
 	out, err := k.local.EncryptRTCP(l.cipher, raw, &l.rtcpOut)
 	if err != nil {

@@ -2,12 +2,25 @@ package leg
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"testing"
 	"time"
 )
 
-func testConfig(t *testing.T, ufrag string) Config {
+// testMux is a mux on a loopback port, closed when the test ends.
+func testMux(t testing.TB) *Mux {
+	t.Helper()
+	mux, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mux.Close() })
+	return mux
+}
+
+// testCert is a new certificate and its fingerprint.
+func testCert(t testing.TB) (tls.Certificate, Fingerprint) {
 	t.Helper()
 	cert, err := NewCertificate()
 	if err != nil {
@@ -17,6 +30,12 @@ func testConfig(t *testing.T, ufrag string) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cert, fp
+}
+
+func testConfig(t *testing.T, ufrag string) Config {
+	t.Helper()
+	cert, fp := testCert(t)
 	return Config{LocalUfrag: ufrag, LocalPwd: "legpasswordlegpassword", Certificate: cert, RemoteFingerprints: []Fingerprint{fp}}
 }
 
