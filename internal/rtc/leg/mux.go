@@ -1,7 +1,6 @@
 package leg
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,6 +13,10 @@ import (
 
 // readBufferSize is the largest datagram the reader takes whole.
 const readBufferSize = 8192
+
+// batchSize is the most datagrams the reader takes with one system call (recvmmsg, once they
+// queue up: see batch).
+const batchSize = 16
 
 // Mux owns one UDP socket and the one goroutine that reads it. It sends each datagram to the
 // leg of its remote address: STUN to the ICE answerer, DTLS records to the leg's handshake, SRTP
@@ -29,7 +32,7 @@ type Mux struct {
 	closing bool
 
 	// The reader's own state.
-	buf     []byte
+	in      *batch
 	dec     []byte
 	stunIn  stun.Message
 	stunOut stun.Message
@@ -81,7 +84,7 @@ func newMux(conn *net.UDPConn) *Mux {
 		conn:    conn,
 		byAddr:  map[netip.AddrPort]*Leg{},
 		byUfrag: map[string]*Leg{},
-		buf:     make([]byte, readBufferSize),
+		in:      newBatch(conn),
 		dec:     make([]byte, readBufferSize+64),
 	}
 }
@@ -124,15 +127,25 @@ func (m *Mux) Close() error {
 func (m *Mux) read() {
 	defer m.wg.Done()
 	for {
-		n, from, err := m.conn.ReadFromUDPAddrPort(m.buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // ICMP errors and the like: the socket lives on
+		if _, err := m.readBatch(); err != nil && errClosed(err) {
+			return
 		}
-		m.handle(m.buf[:n], from)
+		// Other errors (ICMP errors and the like): the socket lives on.
 	}
+}
+
+// readBatch waits for a datagram, reads it or (when they queue up) up to batchSize of those
+// waiting, and handles them in the order they arrived; it returns how many. Only the reader
+// calls it.
+func (m *Mux) readBatch() (int, error) {
+	n, err := m.in.read()
+	if err != nil {
+		return 0, err
+	}
+	for i := range n {
+		m.handle(m.in.datagram(i))
+	}
+	return n, nil
 }
 
 // handle sorts one datagram by its first byte (RFC 7983): STUN 0..3, DTLS 20..63, SRTP and
