@@ -42,6 +42,10 @@ var (
 	ErrClosed          = errors.New("leg: closed")
 	ErrUfragInUse      = errors.New("leg: local ufrag in use")
 	ErrNoSRTPProfile   = errors.New("leg: no SRTP protection profile negotiated")
+	ErrBadAnswer       = errors.New("leg: bad answer")
+	ErrICE             = errors.New("leg: ICE connectivity checks failed")
+	ErrConsent         = errors.New("leg: ICE consent expired")
+	ErrAddrInUse       = errors.New("leg: remote address in use by another leg")
 )
 
 // DefaultHandshakeTimeout bounds ICE and the DTLS handshake of a leg when Config leaves it 0.
@@ -83,6 +87,7 @@ type Leg struct {
 	remoteUfrag string
 	integrity   stun.MessageIntegrity
 	cfg         Config
+	ice         *iceClient // the offering end's ICE checks and consent; nil on the answering end
 
 	remote atomic.Pointer[netip.AddrPort] // set by the reader on USE-CANDIDATE
 	keys   atomic.Pointer[srtpKeys]       // set once the handshake is done
@@ -119,6 +124,23 @@ type srtpKeys struct {
 // NewLeg adds a leg to the Mux and starts its DTLS server, which waits for the offerer's
 // handshake once ICE has nominated its address. Close it when done.
 func (m *Mux) NewLeg(cfg Config) (*Leg, error) {
+	l, err := newLeg(m, cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts := []dtls.ServerOption{dtls.WithClientAuth(dtls.RequireAnyClientCert)}
+	for _, o := range l.dtlsOptions() {
+		opts = append(opts, o)
+	}
+	conn, err := dtls.ServerWithOptions(l.dtls, &net.UDPAddr{}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("leg: DTLS server for ufrag %s: %w", cfg.LocalUfrag, err)
+	}
+	return l, l.start(conn, false)
+}
+
+// newLeg checks cfg and makes a leg of m, not yet added to it.
+func newLeg(m *Mux, cfg Config) (*Leg, error) {
 	if cfg.LocalUfrag == "" || cfg.LocalPwd == "" {
 		return nil, fmt.Errorf("leg: no local ICE credentials: %w", ErrBadConfig)
 	}
@@ -143,32 +165,47 @@ func (m *Mux) NewLeg(cfg Config) (*Leg, error) {
 		done:        make(chan struct{}),
 	}
 	l.dtls = newDTLSConn(l)
-	opts := []dtls.ServerOption{
+	return l, nil
+}
+
+// dtlsOptions are what both ends' DTLS sessions share: the certificate, the three SRTP
+// profiles, and the peer's certificate checked against the SDP's fingerprints (a mismatch is
+// the leg's error, so that Err wraps ErrFingerprint whatever pion/dtls makes of it).
+func (l *Leg) dtlsOptions() []dtls.Option {
+	cfg := l.cfg
+	opts := []dtls.Option{
 		dtls.WithCertificates(cfg.Certificate),
 		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80),
 		dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
-		dtls.WithClientAuth(dtls.RequireAnyClientCert),
 		dtls.WithInsecureSkipVerify(true), // self-signed: the fingerprint below is the check
 		dtls.WithVerifyPeerCertificate(func(raw [][]byte, _ [][]*x509.Certificate) error {
-			return verifyFingerprint(raw, cfg.RemoteFingerprints)
+			err := verifyFingerprint(raw, cfg.RemoteFingerprints)
+			if err != nil {
+				l.fail(fmt.Errorf("leg: DTLS peer certificate of ufrag %s: %w", cfg.LocalUfrag, err))
+			}
+			return err
 		}),
 	}
 	if cfg.LoggerFactory != nil {
 		opts = append(opts, dtls.WithLoggerFactory(cfg.LoggerFactory))
 	}
-	conn, err := dtls.ServerWithOptions(l.dtls, &net.UDPAddr{}, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("leg: DTLS server for ufrag %s: %w", cfg.LocalUfrag, err)
-	}
+	return opts
+}
+
+// start adds l to its Mux and starts its DTLS goroutine on conn (client: the offering end).
+func (l *Leg) start(conn *dtls.Conn, client bool) error {
 	l.conn = conn
-	if err := m.add(l); err != nil {
+	if err := l.mux.add(l); err != nil {
 		_ = conn.Close()
-		return nil, err
+		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.HandshakeTimeout)
 	l.cancel = cancel
-	go l.run(ctx)
-	return l, nil
+	go l.run(ctx, client)
+	if l.ice != nil {
+		go l.ice.run()
+	}
+	return nil
 }
 
 // Connected is closed when the handshake is done and the leg can send and receive SRTP.
@@ -192,16 +229,25 @@ func (l *Leg) LocalUfrag() string { return l.localUfrag }
 
 // run is the leg's DTLS goroutine: the handshake, the SRTP keys, then alerts until the session
 // ends.
-func (l *Leg) run(ctx context.Context) {
+func (l *Leg) run(ctx context.Context, client bool) {
 	defer close(l.done)
 	defer l.cancel()
 	conn := l.conn
+	if l.ice != nil {
+		select {
+		case <-l.ice.ok:
+		case <-ctx.Done():
+			l.fail(fmt.Errorf("leg: ICE checks from ufrag %s to %s: %w: %w", l.localUfrag, l.ice.to, ErrICE, ctx.Err()))
+			_ = conn.Close()
+			return
+		}
+	}
 	if err := conn.HandshakeContext(ctx); err != nil {
 		l.fail(fmt.Errorf("leg: DTLS handshake for ufrag %s: %w", l.localUfrag, err))
 		_ = conn.Close()
 		return
 	}
-	keys, err := srtpKeysFrom(conn)
+	keys, err := srtpKeysFrom(conn, client)
 	if err != nil {
 		l.fail(fmt.Errorf("leg: SRTP keys for ufrag %s: %w", l.localUfrag, err))
 		_ = conn.Close()
@@ -234,9 +280,9 @@ func (l *Leg) fail(err error) {
 	}
 }
 
-// srtpKeysFrom makes the two SRTP contexts from a finished handshake (RFC 5764): the leg is
-// the DTLS server, so it writes with the server's key and reads with the client's.
-func srtpKeysFrom(conn *dtls.Conn) (*srtpKeys, error) {
+// srtpKeysFrom makes the two SRTP contexts from a finished handshake (RFC 5764): each end
+// writes with its own side's key (client or server) and reads with the other's.
+func srtpKeysFrom(conn *dtls.Conn, client bool) (*srtpKeys, error) {
 	p, ok := conn.SelectedSRTPProtectionProfile()
 	if !ok {
 		return nil, ErrNoSRTPProfile
@@ -257,7 +303,7 @@ func srtpKeysFrom(conn *dtls.Conn) (*srtpKeys, error) {
 		return nil, ErrNotConnected
 	}
 	c := srtp.Config{Profile: profile}
-	if err := c.ExtractSessionKeysFromDTLS(&state, false); err != nil {
+	if err := c.ExtractSessionKeysFromDTLS(&state, client); err != nil {
 		return nil, fmt.Errorf("export keying material: %w", err)
 	}
 	remote, err := srtp.CreateContext(c.Keys.RemoteMasterKey, c.Keys.RemoteMasterSalt, profile,
@@ -380,6 +426,9 @@ func (l *Leg) Close() error {
 		_ = l.conn.Close()
 		_ = l.dtls.Close()
 		<-l.done
+		if l.ice != nil {
+			<-l.ice.exited
+		}
 	})
 	return nil
 }

@@ -45,12 +45,13 @@ type Mux struct {
 }
 
 type muxStats struct {
-	stun, stunDropped, dtls, dtlsDropped, rtp, rtcp, srtpDropped, unknown atomic.Uint64
+	stun, stunDropped, stunResponses, dtls, dtlsDropped, rtp, rtcp, srtpDropped, unknown atomic.Uint64
 }
 
 // Stats counts the datagrams the reader took and dropped.
 type Stats struct {
 	STUN, STUNDropped uint64 // binding requests answered; STUN dropped (bad, unknown ufrag, no integrity)
+	STUNResponses     uint64 // binding success responses an offering leg took (its checks and consent)
 	DTLS, DTLSDropped uint64 // records handed to a leg's handshake; dropped (queue full, leg closed)
 	RTP, RTCP         uint64 // decrypted and delivered
 	SRTPDropped       uint64 // SRTP/SRTCP that failed to decrypt (bad tag, replay) or arrived before the keys
@@ -98,7 +99,7 @@ func (m *Mux) LocalAddr() netip.AddrPort {
 func (m *Mux) Stats() Stats {
 	s := &m.stats
 	return Stats{
-		STUN: s.stun.Load(), STUNDropped: s.stunDropped.Load(),
+		STUN: s.stun.Load(), STUNDropped: s.stunDropped.Load(), STUNResponses: s.stunResponses.Load(),
 		DTLS: s.dtls.Load(), DTLSDropped: s.dtlsDropped.Load(),
 		RTP: s.rtp.Load(), RTCP: s.rtcp.Load(), SRTPDropped: s.srtpDropped.Load(),
 		Unknown: s.unknown.Load(),
@@ -193,7 +194,15 @@ func (m *Mux) handleSTUN(b []byte, from netip.AddrPort) {
 	in := &m.stunIn
 	in.Reset()
 	in.Raw = append(in.Raw[:0], b...)
-	if err := in.Decode(); err != nil || in.Type != stun.BindingRequest {
+	if err := in.Decode(); err != nil {
+		m.stats.stunDropped.Add(1)
+		return
+	}
+	if in.Type == stun.BindingSuccess || in.Type == stun.BindingError {
+		m.handleResponse(in, from)
+		return
+	}
+	if in.Type != stun.BindingRequest {
 		m.stats.stunDropped.Add(1)
 		return
 	}
@@ -218,7 +227,7 @@ func (m *Mux) handleSTUN(b []byte, from netip.AddrPort) {
 		m.stats.stunDropped.Add(1)
 		return
 	}
-	if in.Contains(stun.AttrUseCandidate) && !m.nominate(l, from) {
+	if in.Contains(stun.AttrUseCandidate) && l.ice == nil && !m.nominate(l, from) {
 		m.stats.stunDropped.Add(1)
 		return
 	}
@@ -235,6 +244,19 @@ func (m *Mux) handleSTUN(b []byte, from netip.AddrPort) {
 		return
 	}
 	m.stats.stun.Add(1)
+}
+
+// handleResponse hands a binding response to the offering leg of its sender's address, which
+// checks it against the requests it sent.
+func (m *Mux) handleResponse(in *stun.Message, from netip.AddrPort) {
+	m.mu.RLock()
+	l := m.byAddr[from]
+	m.mu.RUnlock()
+	if l == nil || l.ice == nil || !l.ice.response(in) {
+		m.stats.stunDropped.Add(1)
+		return
+	}
+	m.stats.stunResponses.Add(1)
 }
 
 // nominate makes from the address of l (and no longer its previous one). It reports false when
@@ -268,6 +290,13 @@ func (m *Mux) add(l *Leg) error {
 	}
 	if _, dup := m.byUfrag[l.localUfrag]; dup {
 		return fmt.Errorf("leg: local ufrag %q: %w", l.localUfrag, ErrUfragInUse)
+	}
+	if l.ice != nil { // the offering end knows its peer's address from the answer
+		if _, dup := m.byAddr[l.ice.to]; dup {
+			return fmt.Errorf("leg: remote candidate %s: %w", l.ice.to, ErrAddrInUse)
+		}
+		m.byAddr[l.ice.to] = l
+		l.setRemote(l.ice.to)
 	}
 	m.byUfrag[l.localUfrag] = l
 	return nil

@@ -53,29 +53,7 @@ func ParseOffer(text string) (*Offer, error) {
 	if len(o.desc.MediaDescriptions) == 0 {
 		return nil, fmt.Errorf("leg: offer has no m-lines: %w", ErrBadOffer)
 	}
-	take := func(attrs []sdp.Attribute) {
-		for _, a := range attrs {
-			switch a.Key {
-			case "ice-ufrag":
-				if o.Ufrag == "" {
-					o.Ufrag = a.Value
-				}
-			case "ice-pwd":
-				if o.Pwd == "" {
-					o.Pwd = a.Value
-				}
-			case "fingerprint":
-				alg, val, ok := strings.Cut(a.Value, " ")
-				if ok {
-					o.Fingerprints = append(o.Fingerprints, Fingerprint{Algorithm: strings.ToLower(alg), Value: strings.TrimSpace(val)})
-				}
-			}
-		}
-	}
-	take(o.desc.Attributes)
-	if o.Ufrag == "" || o.Pwd == "" || len(o.Fingerprints) == 0 {
-		take(o.desc.MediaDescriptions[0].Attributes)
-	}
+	o.Ufrag, o.Pwd, o.Fingerprints = iceAndDTLS(&o.desc)
 	if o.Ufrag == "" || o.Pwd == "" {
 		return nil, fmt.Errorf("leg: offer without ICE credentials: %w", ErrBadOffer)
 	}
@@ -87,6 +65,35 @@ func ParseOffer(text string) (*Offer, error) {
 		o.Media = append(o.Media, OfferMedia{Kind: m.MediaName.Media, MID: mid, Direction: direction(m)})
 	}
 	return o, nil
+}
+
+// iceAndDTLS reads the ICE credentials and the fingerprints of a description: at session level,
+// else the first m-line's.
+func iceAndDTLS(d *sdp.SessionDescription) (ufrag, pwd string, fps []Fingerprint) {
+	take := func(attrs []sdp.Attribute) {
+		for _, a := range attrs {
+			switch a.Key {
+			case "ice-ufrag":
+				if ufrag == "" {
+					ufrag = a.Value
+				}
+			case "ice-pwd":
+				if pwd == "" {
+					pwd = a.Value
+				}
+			case "fingerprint":
+				alg, val, ok := strings.Cut(a.Value, " ")
+				if ok {
+					fps = append(fps, Fingerprint{Algorithm: strings.ToLower(alg), Value: strings.TrimSpace(val)})
+				}
+			}
+		}
+	}
+	take(d.Attributes)
+	if (ufrag == "" || pwd == "" || len(fps) == 0) && len(d.MediaDescriptions) > 0 {
+		take(d.MediaDescriptions[0].Attributes)
+	}
+	return ufrag, pwd, fps
 }
 
 func direction(m *sdp.MediaDescription) string {
@@ -149,7 +156,7 @@ func (o *Offer) Answer(p AnswerParams) (string, error) {
 		TimeDescriptions: []sdp.TimeDescription{{}},
 	}
 	ans.WithPropertyAttribute("ice-lite")
-	candidate := fmt.Sprintf("1 1 udp 2130706431 %s %d typ host", p.Candidate.Addr().Unmap(), p.Candidate.Port())
+	candidate := hostCandidate(p.Candidate)
 	var bundle []string
 	for _, om := range o.desc.MediaDescriptions {
 		mid, _ := om.Attribute(sdp.AttrKeyMID)
@@ -216,6 +223,11 @@ func (o *Offer) Answer(p AnswerParams) (string, error) {
 		return "", fmt.Errorf("leg: write answer: %w", err)
 	}
 	return string(out), nil
+}
+
+// hostCandidate is the a=candidate value of a leg's one host candidate.
+func hostCandidate(a netip.AddrPort) string {
+	return fmt.Sprintf("1 1 udp 2130706431 %s %d typ host", a.Addr().Unmap(), a.Port())
 }
 
 // offersCodec reports whether m offers payload type pt with the codec name (case-insensitive).
