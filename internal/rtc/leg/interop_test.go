@@ -61,28 +61,32 @@ func newPionOffer(t testing.TB, ctx context.Context, profiles ...dtls.SRTPProtec
 			p.connOnce.Do(func() { close(p.connected) })
 		}
 	})
-	pc.OnTrack(func(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		p.readers.Add(1)
-		go func() {
-			defer p.readers.Done()
-			for {
-				pkt, _, err := track.ReadRTP()
-				if err != nil {
-					return
-				}
-				pkt.Payload = bytes.Clone(pkt.Payload)
-				select {
-				case p.received <- *pkt:
-				default:
-				}
-			}
-		}()
-	})
+	pc.OnTrack(func(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { readTrack(&p.readers, track, p.received) })
 	p.offer, err = rtc.CompleteOffer(ctx, pc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// readTrack starts a goroutine (counted in wg) that reads track's RTP packets until it ends
+// and hands them to out (payload copied; dropped when out is full).
+func readTrack(wg *sync.WaitGroup, track *webrtc.TrackRemote, out chan<- rtp.Packet) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			pkt, _, err := track.ReadRTP()
+			if err != nil {
+				return
+			}
+			pkt.Payload = bytes.Clone(pkt.Payload)
+			select {
+			case out <- *pkt:
+			default:
+			}
+		}
+	}()
 }
 
 func randomString(t testing.TB, n int) string {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pion/dtls/v3"
@@ -87,15 +86,15 @@ type iceClient struct {
 	controlling [8]byte
 	priority    [4]byte
 
-	mu      sync.Mutex // guards pending, next
-	pending [pendingChecks][stun.TransactionIDSize]byte
-	next    int
+	mu        sync.Mutex // guards pending, next, lastValid
+	pending   [pendingChecks][stun.TransactionIDSize]byte
+	next      int
+	lastValid time.Duration // since start, of the latest valid response
 
-	start     time.Time
-	lastValid atomic.Int64 // since start, of the latest valid response
-	ok        chan struct{}
-	okOnce    sync.Once
-	exited    chan struct{}
+	start  time.Time
+	ok     chan struct{}
+	okOnce sync.Once
+	exited chan struct{}
 }
 
 func newICEClient(l *Leg, cfg OfferConfig) (*iceClient, error) {
@@ -170,7 +169,9 @@ checking:
 }
 
 func (c *iceClient) sinceValid() time.Duration {
-	return time.Since(c.start) - time.Duration(c.lastValid.Load())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Since(c.start) - c.lastValid
 }
 
 // expect makes id one a response may answer (the latest pendingChecks are).
@@ -236,7 +237,9 @@ func (c *iceClient) response(in *stun.Message) bool {
 	if err := c.remote.Check(in); err != nil {
 		return false
 	}
-	c.lastValid.Store(int64(time.Since(c.start)))
+	c.mu.Lock()
+	c.lastValid = time.Since(c.start)
+	c.mu.Unlock()
 	c.okOnce.Do(func() { close(c.ok) })
 	return true
 }

@@ -117,18 +117,26 @@ func writeRTCPAndWait(t *testing.T, ctx context.Context, from *Leg, to *stream, 
 	wait(t, ctx, to.rtcp, what)
 }
 
+// legPair is an offering leg on muxO and an answering leg on a Mux of its own, configured with
+// cfgO (and edit) and cfgA; it returns them with the answering Mux and the answer.
+func legPair(t *testing.T, ctx context.Context, muxO *Mux, cfgO, cfgA Config, edit func(*OfferConfig)) (legO, legA *Leg, muxA *Mux, answer string) {
+	t.Helper()
+	muxA = testMux(t)
+	o := newOffering(t, ctx, muxO)
+	legA, answer = answerWithLeg(t, muxA, o.offer, cfgA, 0xa)
+	return o.leg(t, muxO, answer, cfgO, edit), legA, muxA, answer
+}
+
 // TestOfferLegToLeg: an offering leg and an answering leg on two Muxes: ICE (checks, then
 // consent), DTLS, 100 RTP packets each way exactly and in order, RTCP each way, and the
 // offerer's Close ends both sessions cleanly.
 func TestOfferLegToLeg(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	muxO, muxA := testMux(t), testMux(t)
-	o := newOffering(t, ctx, muxO)
+	muxO := testMux(t)
 	inA, inO := newStream(), newStream()
 	const ssrcA, ssrcO = 0xa, 0x0
-	legA, answer := answerWithLeg(t, muxA, o.offer, inA.config(Config{}), ssrcA)
-	legO := o.leg(t, muxO, answer, inO.config(Config{}), nil)
+	legO, legA, _, _ := legPair(t, ctx, muxO, inO.config(Config{}), inA.config(Config{}), nil)
 	wait(t, ctx, legO.Connected(), "offering leg connected")
 	wait(t, ctx, legA.Connected(), "answering leg connected")
 	if pa, po := legA.keys.Load().profile, legO.keys.Load().profile; pa != po {
@@ -189,22 +197,7 @@ func newPionAnswer(t *testing.T, ctx context.Context, offer string) *pionAnswer 
 		p.readers.Wait()
 		_ = umux.Close()
 	})
-	pc.OnTrack(func(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		p.readers.Add(1)
-		go func() {
-			defer p.readers.Done()
-			for {
-				pkt, _, err := track.ReadRTP()
-				if err != nil {
-					return
-				}
-				select {
-				case p.received <- rtp.Packet{Header: rtp.Header{SequenceNumber: pkt.SequenceNumber}, Payload: bytes.Clone(pkt.Payload)}:
-				default:
-				}
-			}
-		}()
-	})
+	pc.OnTrack(func(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { readTrack(&p.readers, track, p.received) })
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		t.Fatalf("pion refused the offer: %v\n%s", err, offer)
 	}
@@ -273,10 +266,7 @@ func TestOfferLegToPion(t *testing.T) {
 func TestOfferConsent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	muxO, muxA := testMux(t), testMux(t)
-	o := newOffering(t, ctx, muxO)
-	legA, answer := answerWithLeg(t, muxA, o.offer, Config{}, 1)
-	legO := o.leg(t, muxO, answer, Config{}, func(c *OfferConfig) {
+	legO, legA, muxA, answer := legPair(t, ctx, testMux(t), Config{}, Config{}, func(c *OfferConfig) {
 		c.ConsentInterval, c.ConsentTimeout = 10*time.Millisecond, 100*time.Millisecond
 	})
 	wait(t, ctx, legO.Connected(), "offering leg connected")
@@ -288,7 +278,7 @@ func TestOfferConsent(t *testing.T) {
 	}
 
 	// Nobody at the candidate (the closed socket): ICE never succeeds.
-	lonely := o.leg(t, testMux(t), answer, Config{}, func(c *OfferConfig) { c.HandshakeTimeout = 100 * time.Millisecond })
+	lonely := newOffering(t, ctx, testMux(t)).leg(t, testMux(t), answer, Config{}, func(c *OfferConfig) { c.HandshakeTimeout = 100 * time.Millisecond })
 	wait(t, ctx, lonely.Done(), "ICE to time out")
 	if err := lonely.Err(); !errors.Is(err, ErrICE) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("unanswered checks: %v, want ErrICE and DeadlineExceeded", err)
@@ -300,11 +290,8 @@ func TestOfferConsent(t *testing.T) {
 func TestOfferWrongFingerprint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	muxO, muxA := testMux(t), testMux(t)
-	o := newOffering(t, ctx, muxO)
-	_, answer := answerWithLeg(t, muxA, o.offer, Config{}, 1)
 	_, wrong := testCert(t)
-	legO := o.leg(t, muxO, answer, Config{}, func(c *OfferConfig) { c.RemoteFingerprints = []Fingerprint{wrong} })
+	legO, _, _, _ := legPair(t, ctx, testMux(t), Config{}, Config{}, func(c *OfferConfig) { c.RemoteFingerprints = []Fingerprint{wrong} })
 	wait(t, ctx, legO.Done(), "the handshake to fail")
 	if err := legO.Err(); !errors.Is(err, ErrFingerprint) {
 		t.Fatalf("wrong fingerprint: %v, want ErrFingerprint", err)
