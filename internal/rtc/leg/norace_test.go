@@ -1,0 +1,5 @@
+//go:build !race
+
+package leg
+
+const raceEnabled = false
