@@ -1,12 +1,26 @@
-// Package leg is the media transport of one service ↔ bot leg without pion/webrtc: ICE-lite
-// with pion/stun, a DTLS server with pion/dtls, and SRTP with pion/srtp, all on one UDP socket
-// a process (Mux) read by one goroutine that decrypts each packet and hands it to the leg's
-// callback, with no goroutine or channel per packet (docs/transport.md). This is the bot's
-// (answering) end; it talks to a pion/webrtc offerer built as the service builds its bot legs.
+// Package leg is the media transport of one service ↔ bot leg without pion/webrtc: ICE with
+// pion/stun, DTLS with pion/dtls, and SRTP with pion/srtp, all on one UDP socket a process (Mux)
+// read by one goroutine that decrypts each packet and hands it to the leg's callback, with no
+// goroutine or channel per packet (docs/transport.md). Both ends of the leg are here and share
+// the Mux, its reader and the SRTP path:
+//
+//   - The answering (bot) end: ParseOffer reads the service's offer, Mux.NewLeg adds an ICE-lite
+//     leg with a DTLS server, Offer.Answer writes its answer. It talks to a pion/webrtc offerer
+//     built as the service builds its bot legs.
+//   - The offering (service) end: the service's offer is made as today (pion/webrtc,
+//     rtc.CompleteOffer) and RewriteOffer puts the leg's ICE credentials, fingerprint and one
+//     host candidate (the Mux's address) into it; ParseAnswer reads the answer and
+//     Answer.OfferConfig fills an OfferConfig for Mux.NewOfferLeg, which sends ICE checks
+//     (controlling, aggressive nomination) to the answer's candidate, runs a DTLS client once
+//     one is answered, and keeps consent (a check every ConsentInterval, ErrConsent after
+//     ConsentTimeout without a valid response). It talks to a leg or to a pion/webrtc answerer
+//     built as the SDK builds it.
 //
 // Goroutines: the Mux's reader (Mux.Close stops it), and per leg its DTLS goroutine (the
 // handshake, then alerts until the session ends) plus the one pion/dtls reads its records
-// with; Leg.Close stops both and waits.
+// with; an offering leg has a third that sends its checks and consent requests on a timer
+// (the reader blocks in its read without a timeout, so it cannot drive timers). Leg.Close stops
+// them and waits.
 package leg
 
 import (
@@ -55,7 +69,7 @@ const DefaultHandshakeTimeout = 30 * time.Second
 const srtpReplayWindow = 64
 
 // Config configures a leg: its own ICE credentials and certificate, what it knows of the remote
-// end from its offer (ParseOffer), and where decrypted packets go.
+// end from its offer (ParseOffer) or answer (ParseAnswer), and where decrypted packets go.
 type Config struct {
 	LocalUfrag, LocalPwd string
 	// RemoteUfrag, if set, must be the second part of every binding request's USERNAME.
@@ -79,7 +93,7 @@ type Config struct {
 	LoggerFactory logging.LoggerFactory
 }
 
-// Leg is the answering end of one leg on a Mux. WriteRTP and WriteRTCP may be called from any
+// Leg is one end of a leg on a Mux (NewLeg: answering; NewOfferLeg: offering). WriteRTP and WriteRTCP may be called from any
 // goroutine (a mutex per leg serialises them); the callbacks run on the Mux's reader.
 type Leg struct {
 	mux         *Mux
@@ -136,7 +150,10 @@ func (m *Mux) NewLeg(cfg Config) (*Leg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("leg: DTLS server for ufrag %s: %w", cfg.LocalUfrag, err)
 	}
-	return l, l.start(conn, false)
+	if err := l.start(conn, false); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // newLeg checks cfg and makes a leg of m, not yet added to it.
@@ -212,12 +229,13 @@ func (l *Leg) start(conn *dtls.Conn, client bool) error {
 func (l *Leg) Connected() <-chan struct{} { return l.connected }
 
 // Done is closed when the leg's DTLS session has ended: a failed handshake, the peer's
-// close_notify, or Close.
+// close_notify, Close, or (offering end) failed ICE checks or expired consent.
 func (l *Leg) Done() <-chan struct{} { return l.done }
 
 // Err is why the leg's DTLS session ended: nil while it runs, after the peer's close_notify and
 // after Close; the handshake's error (a wrong fingerprint wraps ErrFingerprint, the timeout
-// context.DeadlineExceeded) otherwise.
+// context.DeadlineExceeded, and on the offering end also ErrICE when no check was answered)
+// or ErrConsent (offering end) otherwise.
 func (l *Leg) Err() error {
 	l.errMu.Lock()
 	defer l.errMu.Unlock()

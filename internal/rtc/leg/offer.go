@@ -69,7 +69,10 @@ func (m *Mux) NewOfferLeg(cfg OfferConfig) (*Leg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("leg: DTLS client for ufrag %s: %w", cfg.LocalUfrag, err)
 	}
-	return l, l.start(conn, true)
+	if err := l.start(conn, true); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // iceClient is the controlling ICE agent of an offering leg toward the answer's one candidate.

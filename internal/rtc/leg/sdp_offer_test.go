@@ -1,0 +1,93 @@
+package leg
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// legAnswer is the answer a leg makes to the test offer rewritten for an offering leg.
+func legAnswer(tb testing.TB) (offer, answer string) {
+	tb.Helper()
+	offer, err := RewriteOffer(readOffer(tb), "offerufrag", "offerpasswordofferpassword",
+		Fingerprint{Algorithm: "sha-256", Value: "CC:DD"}, netip.MustParseAddrPort("127.0.0.1:50000"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	o, err := ParseOffer(offer)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	answer, err = o.Answer(AnswerParams{Ufrag: "lite", Pwd: "litepasswordlitepassword", Fingerprint: Fingerprint{Algorithm: "sha-256", Value: "AA:BB"},
+		Candidate: netip.MustParseAddrPort("127.0.0.1:40000"), SSRC: map[string]uint32{"audio0": 77}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return offer, answer
+}
+
+// TestRewriteOfferParseAnswer: a rewritten offer carries the offering leg's credentials,
+// fingerprint and one candidate per accepted m-line (pion's are gone); ParseAnswer reads a
+// leg's answer back, and refuses answers the offering leg cannot use.
+func TestRewriteOfferParseAnswer(t *testing.T) {
+	offer, answer := legAnswer(t)
+	o, err := ParseOffer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Ufrag != "offerufrag" || o.Pwd != "offerpasswordofferpassword" || len(o.Fingerprints) != 1 || o.Fingerprints[0].Value != "CC:DD" {
+		t.Fatalf("rewritten offer: %+v", o)
+	}
+	if n, lines := strings.Count(offer, "a=candidate:"), strings.Count(offer, "m="); n != lines || !strings.Contains(offer, "127.0.0.1 50000 typ host") {
+		t.Fatalf("%d candidates for %d m-lines:\n%s", n, lines, offer)
+	}
+	a, err := ParseAnswer(answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Ufrag != "lite" || a.Pwd != "litepasswordlitepassword" || a.Candidate != netip.MustParseAddrPort("127.0.0.1:40000") ||
+		len(a.Fingerprints) != 1 || a.Fingerprints[0] != (Fingerprint{"sha-256", "AA:BB"}) {
+		t.Fatalf("answer read as %+v", a)
+	}
+	oc := a.OfferConfig(Config{LocalUfrag: "x"})
+	if oc.RemoteUfrag != "lite" || oc.RemotePwd != a.Pwd || oc.RemoteCandidate != a.Candidate || oc.LocalUfrag != "x" {
+		t.Fatalf("offer config %+v", oc)
+	}
+	for name, bad := range map[string]string{
+		"active":       strings.ReplaceAll(answer, "a=setup:passive", "a=setup:active"),
+		"no candidate": strings.ReplaceAll(answer, "a=candidate:", "a=x-candidate:"),
+		"IPv6 only":    strings.ReplaceAll(answer, "127.0.0.1 40000", "::1 40000"),
+		"no ICE":       strings.ReplaceAll(answer, "a=ice-pwd:", "a=x-pwd:"),
+		"garbage":      "garbage",
+	} {
+		if _, err := ParseAnswer(bad); !errors.Is(err, ErrBadAnswer) {
+			t.Errorf("%s: %v, want ErrBadAnswer", name, err)
+		}
+	}
+	if _, err := RewriteOffer(readOffer(t), "", "p", Fingerprint{"sha-256", "AA"}, netip.MustParseAddrPort("127.0.0.1:1")); !errors.Is(err, ErrBadConfig) {
+		t.Errorf("rewrite without a ufrag: %v", err)
+	}
+	if _, err := RewriteOffer("garbage", "u", "p", Fingerprint{"sha-256", "AA"}, netip.MustParseAddrPort("127.0.0.1:1")); !errors.Is(err, ErrBadOffer) {
+		t.Errorf("rewrite garbage: %v", err)
+	}
+}
+
+// FuzzParseAnswer: no answer text makes ParseAnswer (or RewriteOffer, on the same text) panic,
+// and what ParseAnswer accepts has credentials, a fingerprint and a valid candidate.
+func FuzzParseAnswer(f *testing.F) {
+	_, answer := legAnswer(f)
+	f.Add(answer)
+	f.Add(readOffer(f))
+	f.Add("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=ice-ufrag:a\r\na=ice-pwd:b\r\na=fingerprint:sha-256 AA\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n")
+	f.Add("garbage")
+	fp, cand := Fingerprint{"sha-256", "AA"}, netip.MustParseAddrPort("127.0.0.1:1")
+	f.Fuzz(func(t *testing.T, text string) {
+		if a, err := ParseAnswer(text); err == nil && (a.Ufrag == "" || a.Pwd == "" || len(a.Fingerprints) == 0 || !a.Candidate.IsValid() || a.Candidate.Port() == 0) {
+			t.Fatalf("accepted %+v", a)
+		}
+		if _, err := RewriteOffer(text, "u", "p", fp, cand); err != nil && !errors.Is(err, ErrBadOffer) {
+			t.Fatalf("rewrite: %v", err)
+		}
+	})
+}
