@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -135,7 +136,7 @@ func newICEClient(l *Leg, cfg OfferConfig) (*iceClient, error) {
 }
 
 // run sends the nominating check until it is answered, retransmitted every 50 ms growing to
-// 500 ms, then a consent check every interval; it fails the leg when no valid response came
+// 500 ms, then a consent check every interval (±20 %); it fails the leg when no valid response came
 // for timeout. It ends when the leg's DTLS session does.
 func (c *iceClient) run() {
 	defer close(c.exited)
@@ -158,7 +159,7 @@ checking:
 			rto = min(2*rto, checkRTOMax)
 		}
 	}
-	t.Reset(c.interval)
+	t.Reset(c.nextConsent())
 	for {
 		select {
 		case <-l.done:
@@ -173,9 +174,15 @@ checking:
 			id := stun.NewTransactionID()
 			c.expect(id)
 			c.send(id, false)
-			t.Reset(c.interval)
+			t.Reset(c.nextConsent())
 		}
 	}
+}
+
+// nextConsent is the wait before the next consent check: the interval, randomised by ±20 %
+// (RFC 7675 5.1) so that legs started together do not check together.
+func (c *iceClient) nextConsent() time.Duration {
+	return time.Duration(float64(c.interval) * (0.8 + 0.4*mrand.Float64()))
 }
 
 func (c *iceClient) sinceValid() time.Duration {

@@ -148,3 +148,24 @@ func FuzzBindingResponse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkBindingResponse: the reader takes one consent response (decode, match, fingerprint,
+// integrity) and the leg builds and sends one consent check.
+func BenchmarkBindingResponse(b *testing.B) {
+	ib := newICEBench(b)
+	id := stun.NewTransactionID()
+	ib.ice.expect(id)
+	good := ib.response(b, id, benchRemotePwd)
+	b.Run("receive", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ib.mux.handle(good, ib.peer)
+		}
+	})
+	b.Run("send", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ib.ice.send(id, false)
+		}
+	})
+}

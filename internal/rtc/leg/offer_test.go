@@ -267,7 +267,7 @@ func TestOfferConsent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	legO, legA, muxA, answer := legPair(t, ctx, testMux(t), Config{}, Config{}, func(c *OfferConfig) {
-		c.ConsentInterval, c.ConsentTimeout = 10*time.Millisecond, 100*time.Millisecond
+		c.ConsentInterval, c.ConsentTimeout = 50*time.Millisecond, time.Second // generous: a busy machine must not fail it early
 	})
 	wait(t, ctx, legO.Connected(), "offering leg connected")
 	wait(t, ctx, legA.Connected(), "answering leg connected")
