@@ -129,15 +129,15 @@ func newICEClient(l *Leg, cfg OfferConfig) (*iceClient, error) {
 	if _, err := rand.Read(c.controlling[:]); err != nil {
 		return nil, fmt.Errorf("leg: ICE tie-breaker: %w", err)
 	}
-	// A host candidate's priority (RFC 8445 5.1.2.1): type preference 126, local 65535,
-	// component 1; a peer-reflexive one's would have 110, but the answerer learns nothing from it.
-	binary.BigEndian.PutUint32(c.priority[:], 126<<24|65535<<8|255)
+	// PRIORITY is what a peer-reflexive candidate of this address would have (RFC 8445 7.1.1,
+	// 5.1.2.1): type preference 110, local preference 65535, component 1.
+	binary.BigEndian.PutUint32(c.priority[:], 110<<24|65535<<8|255)
 	return c, nil
 }
 
 // run sends the nominating check until it is answered, retransmitted every 50 ms growing to
-// 500 ms, then a consent check every interval (±20 %); it fails the leg when no valid response came
-// for timeout. It ends when the leg's DTLS session does.
+// 500 ms, then a consent check every interval (±20 %); it fails the leg when no valid response
+// came for timeout. It ends when the leg's DTLS session does.
 func (c *iceClient) run() {
 	defer close(c.exited)
 	l := c.leg
