@@ -239,11 +239,14 @@ func TestOfferLegToPion(t *testing.T) {
 	muxO := testMux(t)
 	o := newOffering(t, ctx, muxO)
 	p := newPionAnswer(t, ctx, o.offer)
-	connected := make(chan struct{})
-	var once sync.Once
+	connected, ended := make(chan struct{}), make(chan struct{})
+	var once, endOnce sync.Once
 	p.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateConnected {
+		switch s {
+		case webrtc.PeerConnectionStateConnected:
 			once.Do(func() { close(connected) })
+		case webrtc.PeerConnectionStateClosed, webrtc.PeerConnectionStateFailed:
+			endOnce.Do(func() { close(ended) })
 		}
 	})
 	in := newStream()
@@ -258,6 +261,7 @@ func TestOfferLegToPion(t *testing.T) {
 	if err := legO.Err(); err != nil {
 		t.Errorf("error after Close: %v", err)
 	}
+	wait(t, ctx, ended, "pion's session to end after the leg's close")
 }
 
 // TestOfferConsent: once the answerer has gone (its socket closed, no close_notify), the
