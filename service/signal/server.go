@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -466,56 +467,71 @@ func (s *Server) resume(conn *websocket.Conn, tmp *session, token string) (*sess
 		old.mu.Unlock()
 		return nil, fail(CodeNotFound, TypeResume, errors.New("the session ended"))
 	}
+	part, conf := old.part, old.conf
+	old.mu.Unlock()
+	var first [][]byte // joined and the roster, before anything else on the new connection
+	for _, m := range []any{
+		Joined{Type: TypeJoined, ParticipantID: old.id, ConferenceID: conf.ID(), Token: old.token,
+			ResumeWithin: int(s.opts.Grace / time.Millisecond),
+			Sources: Sources{Audio: part.SourceID(sfu.StreamAudio), Video: part.SourceID(sfu.StreamVideo),
+				ScreenShare: part.SourceID(sfu.StreamScreen)}},
+		rosterMessage(conf.Roster()),
+	} {
+		if data, ok := old.marshal(m); ok {
+			first = append(first, data)
+		}
+	}
+	tmp.mu.Lock()
+	tmp.conn = nil // the connection belongs to old from here
+	tmp.mu.Unlock()
+	// One critical section from the switch of connection to the queue's new order, so that the
+	// writer never sends on the new connection what the order below puts later.
+	old.mu.Lock()
+	if old.ended { // its grace period ran out just now
+		old.mu.Unlock()
+		tmp.mu.Lock()
+		tmp.conn = conn
+		tmp.mu.Unlock()
+		return nil, fail(CodeNotFound, TypeResume, errors.New("the session ended"))
+	}
 	if old.grace != nil {
 		old.grace.Stop()
 		old.grace = nil
 	}
 	prev := old.conn
 	old.conn = conn
-	part, conf := old.part, old.conf
+	old.out = append(first, old.out...) // then what waited while the page was away
+	old.requeueUnansweredLocked()
 	old.mu.Unlock()
 	if prev != nil && prev != conn {
 		_ = prev.Close(websocket.StatusGoingAway, "resumed elsewhere")
 	}
-	tmp.mu.Lock()
-	tmp.conn = nil // the connection now belongs to old
-	tmp.mu.Unlock()
 	tmp.end("", false)
-	old.send(Joined{Type: TypeJoined, ParticipantID: old.id, ConferenceID: conf.ID(), Token: old.token,
-		ResumeWithin: int(s.opts.Grace / time.Millisecond),
-		Sources: Sources{Audio: part.SourceID(sfu.StreamAudio), Video: part.SourceID(sfu.StreamVideo),
-			ScreenShare: part.SourceID(sfu.StreamScreen)}})
-	old.send(rosterMessage(conf.Roster()))
 	old.mu.Lock()
-	old.out = append(old.out, old.lostLocked()...)
-	old.queuedLocked()
+	old.queuedLocked() // wakes the writer
 	old.log.Info("resumed")
 	return old, nil
 }
 
-// lostLocked is what the page may have missed of the unanswered subscriber offer and its
-// candidates: the messages no longer waiting in the queue (written, or lost with the connection
-// that dropped). The offer itself only when it is not queued still, since a page that got it
-// twice would answer twice.
-func (ss *session) lostLocked() [][]byte {
-	queued := func(m []byte) bool {
-		for _, q := range ss.out {
-			if len(q) > 0 && &q[0] == &m[0] {
-				return true
-			}
-		}
-		return false
+// requeueUnansweredLocked queues the unanswered subscriber offer again, with all its candidates
+// after it, when the page may have missed it: it is no longer queued (written, or lost with the
+// connection that dropped). Its candidates that still wait in the queue move with it, so that
+// no candidate reaches the page before its offer. An offer still queued is left where it is (a
+// page that got it twice would answer twice).
+func (ss *session) requeueUnansweredLocked() {
+	if len(ss.unanswered) == 0 {
+		return
 	}
-	if len(ss.unanswered) == 0 || queued(ss.unanswered[0]) {
-		return nil
-	}
-	var lost [][]byte
-	for _, m := range ss.unanswered {
-		if !queued(m) {
-			lost = append(lost, m)
+	same := func(a, b []byte) bool { return len(a) > 0 && len(b) > 0 && &a[0] == &b[0] }
+	for _, q := range ss.out {
+		if same(q, ss.unanswered[0]) {
+			return
 		}
 	}
-	return lost
+	ss.out = slices.DeleteFunc(ss.out, func(q []byte) bool {
+		return slices.ContainsFunc(ss.unanswered, func(m []byte) bool { return same(q, m) })
+	})
+	ss.out = append(ss.out, ss.unanswered...)
 }
 
 // detach forgets a connection that closed; a joined session then waits Grace to be resumed.
