@@ -47,7 +47,8 @@ func (c *dtlsConn) deliver(b []byte) bool {
 func (c *dtlsConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	select {
 	case r := <-c.in:
-		return copy(p, r), c.leg.remoteNetAddr(), nil
+		a, _ := c.leg.remoteAddr()
+		return copy(p, r), net.UDPAddrFromAddrPort(a), nil
 	case <-c.readDeadline.Done():
 		return 0, nil, os.ErrDeadlineExceeded
 	case <-c.closed:

@@ -16,11 +16,13 @@
 //     ConsentTimeout without a valid response). It talks to a leg or to a pion/webrtc answerer
 //     built as the SDK builds it.
 //
-// Goroutines: the Mux's reader (Mux.Close stops it), and per leg its DTLS goroutine (the
-// handshake, then alerts until the session ends) plus the one pion/dtls reads its records
-// with; an offering leg has a third that sends its checks and consent requests on a timer
-// (the reader blocks in its read without a timeout, so it cannot drive timers). Leg.Close stops
-// them and waits.
+// Goroutines: the Mux's reader (Mux.Close stops it and waits), and per leg its DTLS goroutine
+// (the handshake, then alerts until the session ends) and, on an offering leg, one that sends
+// its checks and consent requests on a timer (the reader blocks in its read without a timeout,
+// so it cannot drive timers); Leg.Close stops both and waits for them. pion/dtls runs two more
+// a leg once the handshake starts (its handshake state machine and its record reader, both
+// alive until the session ends): closing the leg's DTLS conn stops them, but pion/dtls gives
+// no way to wait for them, so they may still be returning when Close does.
 package leg
 
 import (
@@ -72,9 +74,12 @@ const srtpReplayWindow = 64
 // end from its offer (ParseOffer) or answer (ParseAnswer), and where decrypted packets go.
 type Config struct {
 	LocalUfrag, LocalPwd string
-	// RemoteUfrag, if set, must be the second part of every binding request's USERNAME.
+	// RemoteUfrag is the remote end's ICE ufrag. The answering end, when it is set, takes only
+	// binding requests whose USERNAME ends with it; the offering end needs it for its checks'
+	// USERNAME (remote:local).
 	RemoteUfrag string
-	// RemoteFingerprints are the offer's; the peer's DTLS certificate must match one of them.
+	// RemoteFingerprints are the remote end's (the offer's or the answer's); the peer's DTLS
+	// certificate must match one of them.
 	RemoteFingerprints []Fingerprint
 	Certificate        tls.Certificate
 
@@ -86,22 +91,21 @@ type Config struct {
 	// OnRTCP gets every decrypted (compound) RTCP packet, raw, under OnRTP's rules.
 	OnRTCP func(buf []byte)
 
-	// HandshakeTimeout bounds the time from NewLeg to the end of the DTLS handshake;
-	// 0 means DefaultHandshakeTimeout.
+	// HandshakeTimeout bounds the time from NewLeg or NewOfferLeg to the end of the DTLS
+	// handshake (the offering end's ICE checks included); 0 means DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
 	// LoggerFactory for pion/dtls; nil: pion's default.
 	LoggerFactory logging.LoggerFactory
 }
 
-// Leg is one end of a leg on a Mux (NewLeg: answering; NewOfferLeg: offering). WriteRTP and WriteRTCP may be called from any
-// goroutine (a mutex per leg serialises them); the callbacks run on the Mux's reader.
+// Leg is one end of a leg on a Mux (NewLeg: answering; NewOfferLeg: offering). WriteRTP and
+// WriteRTCP may be called from any goroutine (a mutex per leg serialises them); the callbacks
+// run on the Mux's reader.
 type Leg struct {
-	mux         *Mux
-	localUfrag  string
-	remoteUfrag string
-	integrity   stun.MessageIntegrity
-	cfg         Config
-	ice         *iceClient // the offering end's ICE checks and consent; nil on the answering end
+	mux       *Mux
+	cfg       Config                // its ufrags (the Mux's table keys) too
+	integrity stun.MessageIntegrity // with cfg.LocalPwd: binding requests' and our responses'
+	ice       *iceClient            // the offering end's ICE checks and consent; nil on the answering end
 
 	remote atomic.Pointer[netip.AddrPort] // set by the reader on USE-CANDIDATE
 	keys   atomic.Pointer[srtpKeys]       // set once the handshake is done
@@ -171,15 +175,13 @@ func newLeg(m *Mux, cfg Config) (*Leg, error) {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	l := &Leg{
-		mux:         m,
-		localUfrag:  cfg.LocalUfrag,
-		remoteUfrag: cfg.RemoteUfrag,
-		integrity:   stun.NewShortTermIntegrity(cfg.LocalPwd),
-		cfg:         cfg,
-		plain:       make([]byte, readBufferSize),
-		cipher:      make([]byte, readBufferSize+64),
-		connected:   make(chan struct{}),
-		done:        make(chan struct{}),
+		mux:       m,
+		cfg:       cfg,
+		integrity: stun.NewShortTermIntegrity(cfg.LocalPwd),
+		plain:     make([]byte, readBufferSize),
+		cipher:    make([]byte, readBufferSize+64),
+		connected: make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	l.dtls = newDTLSConn(l)
 	return l, nil
@@ -243,7 +245,7 @@ func (l *Leg) Err() error {
 }
 
 // LocalUfrag is the leg's ICE ufrag.
-func (l *Leg) LocalUfrag() string { return l.localUfrag }
+func (l *Leg) LocalUfrag() string { return l.cfg.LocalUfrag }
 
 // run is the leg's DTLS goroutine: the handshake, the SRTP keys, then alerts until the session
 // ends.
@@ -255,19 +257,19 @@ func (l *Leg) run(ctx context.Context, client bool) {
 		select {
 		case <-l.ice.ok:
 		case <-ctx.Done():
-			l.fail(fmt.Errorf("leg: ICE checks from ufrag %s to %s: %w: %w", l.localUfrag, l.ice.to, ErrICE, ctx.Err()))
+			l.fail(fmt.Errorf("leg: ICE checks from ufrag %s to %s: %w: %w", l.cfg.LocalUfrag, l.ice.to, ErrICE, ctx.Err()))
 			_ = conn.Close()
 			return
 		}
 	}
 	if err := conn.HandshakeContext(ctx); err != nil {
-		l.fail(fmt.Errorf("leg: DTLS handshake for ufrag %s: %w", l.localUfrag, err))
+		l.fail(fmt.Errorf("leg: DTLS handshake for ufrag %s: %w", l.cfg.LocalUfrag, err))
 		_ = conn.Close()
 		return
 	}
 	keys, err := srtpKeysFrom(conn, client)
 	if err != nil {
-		l.fail(fmt.Errorf("leg: SRTP keys for ufrag %s: %w", l.localUfrag, err))
+		l.fail(fmt.Errorf("leg: SRTP keys for ufrag %s: %w", l.cfg.LocalUfrag, err))
 		_ = conn.Close()
 		return
 	}
@@ -278,8 +280,8 @@ func (l *Leg) run(ctx context.Context, client bool) {
 	buf := make([]byte, 1500)
 	for {
 		if _, err := conn.Read(buf); err != nil {
-			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, dtls.ErrConnClosed) && !isEOF(err) {
-				l.fail(fmt.Errorf("leg: DTLS session of ufrag %s: %w", l.localUfrag, err))
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, dtls.ErrConnClosed) && !errors.Is(err, io.EOF) {
+				l.fail(fmt.Errorf("leg: DTLS session of ufrag %s: %w", l.cfg.LocalUfrag, err))
 			}
 			_ = conn.Close()
 			return
@@ -434,8 +436,8 @@ func (l *Leg) WriteRTCP(raw []byte) error {
 }
 
 // Close removes the leg from its Mux (no callback runs after it returns), ends its DTLS session
-// (close_notify when connected) and waits for its goroutine. It is idempotent; it must not be
-// called from the leg's callbacks.
+// (close_notify when connected) and waits for its goroutines (the DTLS one and, offering end,
+// the ICE timer's). It is idempotent; it must not be called from the leg's callbacks.
 func (l *Leg) Close() error {
 	l.closeOnce.Do(func() {
 		l.closing.Store(true)
@@ -459,11 +461,4 @@ func (l *Leg) remoteAddr() (netip.AddrPort, bool) {
 	return *p, true
 }
 
-func (l *Leg) remoteNetAddr() net.Addr {
-	a, _ := l.remoteAddr()
-	return net.UDPAddrFromAddrPort(a)
-}
-
 func (l *Leg) setRemote(a netip.AddrPort) { l.remote.Store(&a) }
-
-func isEOF(err error) bool { return errors.Is(err, io.EOF) }

@@ -215,7 +215,7 @@ func (m *Mux) handleSTUN(b []byte, from netip.AddrPort) {
 	m.mu.RLock()
 	l := m.byUfrag[local]
 	m.mu.RUnlock()
-	if l == nil || (l.remoteUfrag != "" && remote != l.remoteUfrag) {
+	if l == nil || (l.cfg.RemoteUfrag != "" && remote != l.cfg.RemoteUfrag) {
 		m.stats.stunDropped.Add(1)
 		return
 	}
@@ -247,11 +247,12 @@ func (m *Mux) handleSTUN(b []byte, from netip.AddrPort) {
 }
 
 // handleResponse hands a binding response to the offering leg of its sender's address, which
-// checks it against the requests it sent.
+// checks it against the requests it sent. It holds the table (read) while it does, as handle
+// does for records and packets, so that nothing reaches a leg that remove has returned for.
 func (m *Mux) handleResponse(in *stun.Message, from netip.AddrPort) {
 	m.mu.RLock()
+	defer m.mu.RUnlock()
 	l := m.byAddr[from]
-	m.mu.RUnlock()
 	if l == nil || l.ice == nil || !l.ice.response(in) {
 		m.stats.stunDropped.Add(1)
 		return
@@ -265,7 +266,7 @@ func (m *Mux) handleResponse(in *stun.Message, from netip.AddrPort) {
 func (m *Mux) nominate(l *Leg, from netip.AddrPort) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.byUfrag[l.localUfrag] != l {
+	if m.byUfrag[l.cfg.LocalUfrag] != l {
 		return false
 	}
 	if old, ok := l.remoteAddr(); ok {
@@ -288,8 +289,8 @@ func (m *Mux) add(l *Leg) error {
 	if m.closing {
 		return ErrClosed
 	}
-	if _, dup := m.byUfrag[l.localUfrag]; dup {
-		return fmt.Errorf("leg: local ufrag %q: %w", l.localUfrag, ErrUfragInUse)
+	if _, dup := m.byUfrag[l.cfg.LocalUfrag]; dup {
+		return fmt.Errorf("leg: local ufrag %q: %w", l.cfg.LocalUfrag, ErrUfragInUse)
 	}
 	if l.ice != nil { // the offering end knows its peer's address from the answer
 		if _, dup := m.byAddr[l.ice.to]; dup {
@@ -298,7 +299,7 @@ func (m *Mux) add(l *Leg) error {
 		m.byAddr[l.ice.to] = l
 		l.setRemote(l.ice.to)
 	}
-	m.byUfrag[l.localUfrag] = l
+	m.byUfrag[l.cfg.LocalUfrag] = l
 	return nil
 }
 
@@ -306,8 +307,8 @@ func (m *Mux) add(l *Leg) error {
 func (m *Mux) remove(l *Leg) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.byUfrag[l.localUfrag] == l {
-		delete(m.byUfrag, l.localUfrag)
+	if m.byUfrag[l.cfg.LocalUfrag] == l {
+		delete(m.byUfrag, l.cfg.LocalUfrag)
 	}
 	if a, ok := l.remoteAddr(); ok && m.byAddr[a] == l {
 		delete(m.byAddr, a)

@@ -166,7 +166,7 @@ checking:
 			return
 		case <-t.C:
 			if since := c.sinceValid(); since > c.timeout {
-				l.fail(fmt.Errorf("leg: ufrag %s: no valid binding response from %s for %v: %w", l.localUfrag, c.to, since, ErrConsent))
+				l.fail(fmt.Errorf("leg: ufrag %s: no valid binding response from %s for %v: %w", l.cfg.LocalUfrag, c.to, since, ErrConsent))
 				_ = l.conn.Close()
 				_ = l.dtls.Close()
 				return

@@ -60,7 +60,7 @@ func newBench(tb testing.TB, profile srtp.ProtectionProfile) *bench {
 		tb.Fatal(err)
 	}
 	l := &Leg{
-		mux: b.mux, localUfrag: benchUfrag, remoteUfrag: benchPeer,
+		mux: b.mux, cfg: Config{LocalUfrag: benchUfrag, RemoteUfrag: benchPeer},
 		integrity: stun.NewShortTermIntegrity(benchPwd),
 		plain:     make([]byte, readBufferSize), cipher: make([]byte, readBufferSize+64),
 		connected: make(chan struct{}), done: make(chan struct{}),

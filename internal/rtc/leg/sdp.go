@@ -43,8 +43,8 @@ type OfferMedia struct {
 }
 
 // ParseOffer reads an SDP offer. The ICE credentials and fingerprints may sit at session or
-// media level (the first m-line's count when the session has none); an offer without them, or
-// without m-lines, fails with ErrBadOffer.
+// media level (what the session lacks is taken from the first m-line); an offer without them,
+// or without m-lines, fails with ErrBadOffer.
 func ParseOffer(text string) (*Offer, error) {
 	o := &Offer{}
 	if err := o.desc.UnmarshalString(text); err != nil {
