@@ -310,16 +310,25 @@ func GenerateCertificate() (*webrtc.Certificate, error) {
 
 // CertificateFromKey makes a self-signed DTLS certificate for key with the given common name.
 func CertificateFromKey(key *ecdsa.PrivateKey, commonName string) (*webrtc.Certificate, error) {
+	tmpl, err := CertificateTemplate(commonName)
+	if err != nil {
+		return nil, err
+	}
+	return webrtc.NewCertificate(key, *tmpl)
+}
+
+// CertificateTemplate is the template of the session's self-signed DTLS certificates: the
+// common name, a random serial, valid from an hour ago for a year.
+func CertificateTemplate(commonName string) (*x509.Certificate, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
 		return nil, fmt.Errorf("rtc: certificate serial: %w", err)
 	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
+	return &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: commonName},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(365 * 24 * time.Hour),
-	}
-	return webrtc.NewCertificate(key, *tmpl)
+	}, nil
 }

@@ -7,13 +7,12 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
 	"strings"
-	"time"
 
 	"github.com/pion/dtls/v3/pkg/crypto/fingerprint"
+
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
 )
 
 // Fingerprint is a certificate fingerprint as SDP carries it (a=fingerprint): the hash
@@ -23,7 +22,7 @@ type Fingerprint struct {
 	Value     string
 }
 
-// NewCertificate makes a self-signed ECDSA P-256 certificate for DTLS, valid for a year, as
+// NewCertificate makes a self-signed ECDSA P-256 certificate for DTLS from rtc's template, as
 // rtc.GenerateCertificate does for pion/webrtc (whose certificate type keeps the private key
 // to itself; the DTLS server here needs a tls.Certificate).
 func NewCertificate() (tls.Certificate, error) {
@@ -31,16 +30,9 @@ func NewCertificate() (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("leg: generate DTLS key: %w", err)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	tmpl, err := rtc.CertificateTemplate("switchboard")
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("leg: certificate serial: %w", err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "switchboard"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(365 * 24 * time.Hour),
+		return tls.Certificate{}, fmt.Errorf("leg: %w", err)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
