@@ -217,7 +217,10 @@ func TestRoom(t *testing.T) {
 	ann := pages["Ann"]
 	const highlighted = `sbProbe.dominant.filter((d) => d.id && d.tile && d.roster && d.lit === 1)`
 	ann.Wait("a dominant speaker highlighted", highlighted+`.length > 0`, `sbProbe.dominant`)
-	first := browsertest.Eval[string](ann, highlighted+`[0].id`)
+	// The holder now: the latest announcement highlighted (an earlier one may have moved on);
+	// any announcement from here on of someone else counts as the floor moving.
+	n := browsertest.Eval[int](ann, `sbProbe.dominant.length`)
+	first := browsertest.Eval[string](ann, highlighted+`.at(-1).id`)
 	// The speaker (or, if the bot has the floor, both browsers, whose sound it echoes) mutes:
 	// the floor moves.
 	for name, p := range pages {
@@ -225,7 +228,6 @@ func TestRoom(t *testing.T) {
 			p.Run(`window.sb.call.toggleMic()`)
 		}
 	}
-	n := browsertest.Eval[int](ann, `sbProbe.dominant.length`)
 	ann.Wait("the floor to move", `sbProbe.dominant.slice(`+strconv.Itoa(n)+`).some((d) => d.id !== `+browsertest.Quote(first)+` && d.roster && (d.id === '' ? d.lit === 0 : d.tile))`, `sbProbe.dominant`)
 	// Ann shares her screen: Bob gets a screen tile next to her camera's.
 	ann.Run(`window.sb.call.toggleScreen()`)
