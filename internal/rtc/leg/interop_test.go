@@ -274,10 +274,8 @@ func TestWrongFingerprint(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(t, ctx, l.Done(), "the leg's handshake to fail")
-	if err := l.Err(); err == nil {
-		t.Fatal("handshake with a wrong fingerprint succeeded")
-	} else if !errors.Is(err, ErrFingerprint) {
-		t.Logf("handshake failed with %v (not wrapping ErrFingerprint)", err)
+	if err := l.Err(); !errors.Is(err, ErrFingerprint) {
+		t.Fatalf("handshake with a wrong fingerprint: %v, want ErrFingerprint", err)
 	}
 	select {
 	case <-l.Connected():
