@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,6 +19,10 @@ const (
 
 	opusFmtp = "minptime=10;useinbandfec=1"
 )
+
+// vp8Feedback is the RTCP feedback the answer accepts on VP8: what the offer's layout has but
+// transport-cc (not on this leg).
+var vp8Feedback = []string{"nack", "nack pli", "ccm fir", "goog-remb"}
 
 // Header extensions the answer accepts on audio when the offer has them.
 const (
@@ -40,6 +45,9 @@ type OfferMedia struct {
 	Kind      string // "audio", "video", …
 	MID       string
 	Direction string // sendrecv (when the offer says none), sendonly, recvonly or inactive
+	// SSRCs are the streams the offerer sends on the m-line (its a=ssrc lines, each once, in
+	// order): the receiver maps a packet's SSRC to its m-line with them.
+	SSRCs []uint32
 }
 
 // ParseOffer reads an SDP offer. The ICE credentials and fingerprints may sit at session or
@@ -62,9 +70,27 @@ func ParseOffer(text string) (*Offer, error) {
 	}
 	for _, m := range o.desc.MediaDescriptions {
 		mid, _ := m.Attribute(sdp.AttrKeyMID)
-		o.Media = append(o.Media, OfferMedia{Kind: m.MediaName.Media, MID: mid, Direction: direction(m)})
+		o.Media = append(o.Media, OfferMedia{Kind: m.MediaName.Media, MID: mid, Direction: direction(m), SSRCs: ssrcs(m)})
 	}
 	return o, nil
+}
+
+// ssrcs reads the SSRCs of an m-line's a=ssrc lines, each once; lines that do not start with a
+// number are skipped.
+func ssrcs(m *sdp.MediaDescription) []uint32 {
+	var out []uint32
+	for _, a := range m.Attributes {
+		if a.Key != "ssrc" {
+			continue
+		}
+		num, _, _ := strings.Cut(a.Value, " ")
+		v, err := strconv.ParseUint(num, 10, 32)
+		if err != nil || slices.Contains(out, uint32(v)) {
+			continue
+		}
+		out = append(out, uint32(v))
+	}
+	return out
 }
 
 // iceAndDTLS reads the ICE credentials and the fingerprints of a description: at session level,
@@ -123,9 +149,14 @@ type AnswerParams struct {
 	Fingerprint Fingerprint
 	// Candidate is the leg's one host candidate: the mux's address (or the public one).
 	Candidate netip.AddrPort
-	// SSRC names the stream the leg sends on each mid it sends on. An audio m-line the offer
-	// lets the answerer send on but without an SSRC here is answered recvonly (or inactive).
+	// SSRC names the stream the leg sends on each mid it sends on. An m-line the answer would
+	// send on but without an SSRC here is answered recvonly (or inactive).
 	SSRC map[string]uint32
+	// Directions are the answer's directions (the answerer's view: sendrecv, sendonly, recvonly
+	// or inactive) of the mids it names; they must fit the offered ones (the caller's business).
+	// An audio m-line it does not name is answered with its offered direction reversed, a video
+	// m-line inactive.
+	Directions map[string]string
 	// CNAME of the leg's streams; "switchboard" if empty.
 	CNAME string
 }
@@ -133,8 +164,10 @@ type AnswerParams struct {
 // Answer builds the SDP answer to o: ICE-lite with one host candidate, DTLS passive (the leg is
 // the server), everything bundled on the first accepted m-line, rtcp-mux. Audio m-lines offering
 // Opus 111 are accepted with their offered direction reversed (recvonly for sendonly, …) and
-// their mid and audio-level header extensions; video m-lines offering VP8 96 are answered
-// inactive (this leg carries audio); anything else is rejected (port 0).
+// their mid and audio-level header extensions; video m-lines offering VP8 96 are accepted with
+// VP8 and its feedback (nack, nack pli, ccm fir, goog-remb), inactive unless p.Directions names
+// them; p.Directions overrides any accepted line's direction; anything else is rejected (port 0).
+// Every line the answer sends on carries its SSRC (a=ssrc cname, a=msid).
 func (o *Offer) Answer(p AnswerParams) (string, error) {
 	if p.Ufrag == "" || p.Pwd == "" || p.Fingerprint.Value == "" || !p.Candidate.IsValid() {
 		return "", fmt.Errorf("leg: answer needs ICE credentials, a fingerprint and a candidate: %w", ErrBadAnswerParams)
@@ -179,6 +212,9 @@ func (o *Offer) Answer(p AnswerParams) (string, error) {
 			}
 		case om.MediaName.Media == "video" && offersCodec(om, PayloadTypeVP8, "vp8"):
 			m = sdp.NewJSEPMediaDescription("video", nil).WithCodec(PayloadTypeVP8, "VP8", 90000, 0, "")
+			for _, fb := range vp8Feedback {
+				m.WithValueAttribute("rtcp-fb", strconv.Itoa(PayloadTypeVP8)+" "+fb)
+			}
 			dir = "inactive"
 		default:
 			rej := sdp.NewJSEPMediaDescription(om.MediaName.Media, nil)
@@ -190,6 +226,14 @@ func (o *Offer) Answer(p AnswerParams) (string, error) {
 			}
 			ans.WithMedia(rej)
 			continue
+		}
+		if d, ok := p.Directions[mid]; ok {
+			switch d {
+			case "sendrecv", "sendonly", "recvonly", "inactive":
+				dir = d
+			default:
+				return "", fmt.Errorf("leg: answer direction %q for m-line %q: %w", d, mid, ErrBadAnswerParams)
+			}
 		}
 		ssrc, sends := p.SSRC[mid]
 		if !sends {

@@ -33,15 +33,20 @@ func TestParseOffer(t *testing.T) {
 		t.Fatalf("fingerprints %+v", o.Fingerprints)
 	}
 	want := []OfferMedia{
-		{"audio", "audio0", "sendrecv"}, {"audio", "audio1", "sendonly"}, {"audio", "audio2", "sendonly"},
-		{"video", "video0", "sendrecv"}, {"video", "video1", "sendonly"}, {"video", "video2", "sendonly"},
-		{"video", "video3", "sendonly"}, {"video", "screenshare", "sendonly"},
+		{"audio", "audio0", "sendrecv", []uint32{1971010348}}, {"audio", "audio1", "sendonly", []uint32{2460864515}},
+		{"audio", "audio2", "sendonly", []uint32{2953829977}},
+		{"video", "video0", "sendrecv", nil}, {"video", "video1", "sendonly", nil}, {"video", "video2", "sendonly", nil},
+		{"video", "video3", "sendonly", nil}, {"video", "screenshare", "sendonly", nil},
 	}
 	if len(o.Media) != len(want) {
 		t.Fatalf("media %+v", o.Media)
 	}
 	for i := range want {
-		if o.Media[i] != want[i] {
+		if want[i].SSRCs == nil {
+			want[i].SSRCs = o.Media[i].SSRCs // checked below: one each
+		}
+		if g := o.Media[i]; g.Kind != want[i].Kind || g.MID != want[i].MID || g.Direction != want[i].Direction ||
+			len(g.SSRCs) != 1 || !slices.Equal(g.SSRCs, want[i].SSRCs) {
 			t.Errorf("m-line %d: %+v, want %+v", i, o.Media[i], want[i])
 		}
 	}
@@ -165,4 +170,57 @@ func FuzzParseOffer(f *testing.F) {
 			t.Fatalf("answer: %v", err)
 		}
 	})
+}
+
+// TestAnswerDirections: Directions set each accepted line's direction, video included; video
+// carries VP8's feedback and, where the answer sends, its SSRC; a bad direction is refused.
+func TestAnswerDirections(t *testing.T) {
+	o, err := ParseOffer(readOffer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := AnswerParams{Ufrag: "lite", Pwd: "litepasswordlitepassword", Fingerprint: Fingerprint{"sha-256", "AA:BB"},
+		Candidate: netip.MustParseAddrPort("127.0.0.1:40000"), CNAME: "bot",
+		SSRC: map[string]uint32{"audio0": 7, "video0": 8},
+		Directions: map[string]string{"audio0": "recvonly", "audio1": "inactive", "video0": "sendrecv",
+			"video1": "recvonly", "video2": "sendonly", "screenshare": "recvonly"}}
+	text, err := o.Answer(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(text); err != nil {
+		t.Fatalf("answer does not parse: %v\n%s", err, text)
+	}
+	wantDir := map[string]string{"audio0": "recvonly", "audio1": "inactive", "audio2": "recvonly",
+		"video0": "sendrecv", "video1": "recvonly", "video2": "inactive", "video3": "inactive", "screenshare": "recvonly"}
+	for _, m := range d.MediaDescriptions {
+		mid, _ := m.Attribute("mid")
+		if got := direction(m); got != wantDir[mid] {
+			t.Errorf("%s: direction %s, want %s", mid, got, wantDir[mid])
+		}
+		ssrc, hasSSRC := m.Attribute("ssrc")
+		if (mid == "video0") != hasSSRC || (hasSSRC && ssrc != "8 cname:bot") {
+			t.Errorf("%s: ssrc %q", mid, ssrc)
+		}
+		if msid, ok := m.Attribute("msid"); ok != hasSSRC || (ok && msid != "bot video0") {
+			t.Errorf("%s: msid %q", mid, msid)
+		}
+		if m.MediaName.Media != "video" {
+			continue
+		}
+		var fb []string
+		for _, a := range m.Attributes {
+			if a.Key == "rtcp-fb" {
+				fb = append(fb, a.Value)
+			}
+		}
+		if strings.Join(fb, ",") != "96 nack,96 nack pli,96 ccm fir,96 goog-remb" {
+			t.Errorf("%s: rtcp-fb %q", mid, fb)
+		}
+	}
+	p.Directions = map[string]string{"audio0": "both"}
+	if _, err := o.Answer(p); !errors.Is(err, ErrBadAnswerParams) {
+		t.Errorf("bad direction: %v, want ErrBadAnswerParams", err)
+	}
 }
