@@ -43,11 +43,14 @@ type OfferConfig struct {
 	// succeeded; no valid response for ConsentTimeout fails the leg (ErrConsent). 0 means
 	// DefaultConsentInterval and DefaultConsentTimeout.
 	ConsentInterval, ConsentTimeout time.Duration
+	// DTLSServer makes the leg the DTLS server, for an answer that took the client's role
+	// (Answer.DTLSClient); by default the offering leg is the client.
+	DTLSServer bool
 }
 
 // NewOfferLeg adds the offering end of a leg to the Mux: it sends ICE checks (controlling,
 // nominating aggressively) to cfg.RemoteCandidate until one is answered, then runs a DTLS
-// client toward it and keeps consent. The Mux routes everything from RemoteCandidate to this
+// client toward it (or a server, with cfg.DTLSServer) and keeps consent. The Mux routes everything from RemoteCandidate to this
 // leg, so one Mux has one offering leg a remote address (ErrAddrInUse). Close it when done.
 func (m *Mux) NewOfferLeg(cfg OfferConfig) (*Leg, error) {
 	if cfg.RemoteUfrag == "" || cfg.RemotePwd == "" || !cfg.RemoteCandidate.IsValid() {
@@ -62,15 +65,24 @@ func (m *Mux) NewOfferLeg(cfg OfferConfig) (*Leg, error) {
 		return nil, err
 	}
 	l.ice = c
-	opts := []dtls.ClientOption{}
-	for _, o := range l.dtlsOptions() {
-		opts = append(opts, o)
+	var conn *dtls.Conn
+	if cfg.DTLSServer {
+		opts := []dtls.ServerOption{dtls.WithClientAuth(dtls.RequireAnyClientCert)}
+		for _, o := range l.dtlsOptions() {
+			opts = append(opts, o)
+		}
+		conn, err = dtls.ServerWithOptions(l.dtls, net.UDPAddrFromAddrPort(c.to), opts...)
+	} else {
+		opts := []dtls.ClientOption{}
+		for _, o := range l.dtlsOptions() {
+			opts = append(opts, o)
+		}
+		conn, err = dtls.ClientWithOptions(l.dtls, net.UDPAddrFromAddrPort(c.to), opts...)
 	}
-	conn, err := dtls.ClientWithOptions(l.dtls, net.UDPAddrFromAddrPort(c.to), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("leg: DTLS client for ufrag %s: %w", cfg.LocalUfrag, err)
+		return nil, fmt.Errorf("leg: DTLS session for ufrag %s: %w", cfg.LocalUfrag, err)
 	}
-	if err := l.start(conn, true); err != nil {
+	if err := l.start(conn, !cfg.DTLSServer); err != nil {
 		return nil, err
 	}
 	return l, nil

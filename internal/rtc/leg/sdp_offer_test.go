@@ -54,8 +54,19 @@ func TestRewriteOfferParseAnswer(t *testing.T) {
 	if oc.RemoteUfrag != "lite" || oc.RemotePwd != a.Pwd || oc.RemoteCandidate != a.Candidate || oc.LocalUfrag != "x" {
 		t.Fatalf("offer config %+v", oc)
 	}
+	if a.DTLSClient || len(a.Media) == 0 || a.Media[0].MID != "audio0" || !a.Media[0].Sends() || len(a.Media[0].SSRCs) != 1 || a.Media[0].SSRCs[0] != 77 {
+		t.Fatalf("answer's media %+v (DTLS client %v)", a.Media, a.DTLSClient)
+	}
+	for _, m := range a.Media[1:] {
+		if m.Sends() || len(m.SSRCs) != 0 {
+			t.Errorf("line %s read as %+v", m.MID, m)
+		}
+	}
+	if active, err := ParseAnswer(strings.ReplaceAll(answer, "a=setup:passive", "a=setup:active")); err != nil || !active.DTLSClient || !active.OfferConfig(Config{}).DTLSServer {
+		t.Errorf("setup:active read as %+v, %v", active, err)
+	}
 	for name, bad := range map[string]string{
-		"active":       strings.ReplaceAll(answer, "a=setup:passive", "a=setup:active"),
+		"actpass":      strings.ReplaceAll(answer, "a=setup:passive", "a=setup:actpass"),
 		"no candidate": strings.ReplaceAll(answer, "a=candidate:", "a=x-candidate:"),
 		"IPv6 only":    strings.ReplaceAll(answer, "127.0.0.1 40000", "::1 40000"),
 		"no ICE":       strings.ReplaceAll(answer, "a=ice-pwd:", "a=x-pwd:"),
