@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-rtc/switchboard/internal/opus"
 	"github.com/switchboard-rtc/switchboard/internal/playout"
@@ -42,28 +41,28 @@ func (d StreamDirection) String() string {
 func (d StreamDirection) sends() bool    { return d == Sendrecv || d == Sendonly }
 func (d StreamDirection) receives() bool { return d == Sendrecv || d == Recvonly }
 
-// webrtcDirection is the direction on the socket's own (first) m-line.
-func (d StreamDirection) webrtc() webrtc.RTPTransceiverDirection {
+// lineDir is the direction on the socket's own (first) m-line.
+func (d StreamDirection) lineDir() lineDir {
 	switch d {
 	case Sendonly:
-		return webrtc.RTPTransceiverDirectionSendonly
+		return dirSendonly
 	case Recvonly:
-		return webrtc.RTPTransceiverDirectionRecvonly
+		return dirRecvonly
 	}
-	return webrtc.RTPTransceiverDirectionSendrecv
+	return dirSendrecv
 }
 
 // onLine is the direction a socket with direction d answers an m-line with: its own direction on
 // the line it sends on, receive-only on the others it receives (more speakers, more slots), and
 // inactive where it does not receive.
-func (d StreamDirection) onLine(ownLine bool) webrtc.RTPTransceiverDirection {
+func (d StreamDirection) onLine(ownLine bool) lineDir {
 	if ownLine {
-		return d.webrtc()
+		return d.lineDir()
 	}
 	if d.receives() {
-		return webrtc.RTPTransceiverDirectionRecvonly
+		return dirRecvonly
 	}
-	return webrtc.RTPTransceiverDirectionInactive
+	return dirInactive
 }
 
 // MediaSendStatus says whether a socket may send: Active once the call's media transport is
@@ -282,7 +281,7 @@ type audioSlot struct {
 	heard bool
 }
 
-// push gives a packet to the slot's playout (the read goroutine; tests).
+// push gives a packet to the slot's playout (the platform's reader goroutine; tests).
 func (sl *audioSlot) push(seq uint16, ts uint32, payload []byte) {
 	_ = sl.play.Load().Push(seq, ts, payload) // rejects are counted in its stats
 	sl.pushes.Add(1)
@@ -375,7 +374,7 @@ func NewAudioSocket(s AudioSocketSettings) (*AudioSocket, error) {
 
 func (s *AudioSocket) lineKind() rtc.Kind { return rtc.KindAudio }
 
-func (s *AudioSocket) want(line rtc.Line) webrtc.RTPTransceiverDirection {
+func (s *AudioSocket) want(line rtc.Line) lineDir {
 	return s.settings.Direction.onLine(line.Index == 0)
 }
 
@@ -418,71 +417,36 @@ func (s *AudioSocket) start(call *callMedia) error {
 	return nil
 }
 
-func (s *AudioSocket) localTrack(line rtc.Line, sender *webrtc.RTPSender, track *webrtc.TrackLocalStaticRTP) {
+func (s *AudioSocket) sendOn(_ rtc.Line, w rtpWriter, ssrc uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.setTrack(sender, track)
-	s.pkt.Header = rtp.Header{Version: 2, PayloadType: uint8(rtc.PayloadTypeOpus)}
-	s.wg.Add(1)
-	go func() {
-		// Drain RTCP so that pion's interceptors see it (reports, congestion control).
-		defer s.wg.Done()
-		for {
-			if _, _, err := sender.ReadRTCP(); err != nil {
-				return
-			}
-		}
-	}()
+	s.setSender(w, ssrc)
+	s.pkt.Header = rtp.Header{Version: 2, PayloadType: uint8(rtc.PayloadTypeOpus), SSRC: ssrc}
 }
 
-func (s *AudioSocket) remoteTrack(line rtc.Line, t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || t.Kind() != webrtc.RTPCodecTypeAudio {
-		return
-	}
-	var slot *audioSlot
-	for _, sl := range s.slots {
-		if sl.index == line.Index {
-			slot = sl
+// onRTP pushes a packet of one of the socket's audio m-lines into its slot's jitter buffer (the
+// platform's reader goroutine; the push copies the payload and takes a short lock).
+func (s *AudioSocket) onRTP(line rtc.Line, pkt *rtp.Packet) {
+	for _, sl := range s.slots { // written by start, before the reader hands packets over
+		if sl.index != line.Index {
+			continue
 		}
-	}
-	if slot == nil {
-		return
-	}
-	s.wg.Add(1)
-	go s.read(slot, t)
-}
-
-// read is the goroutine that reads one audio m-line's RTP into its slot.
-func (s *AudioSocket) read(slot *audioSlot, t *webrtc.TrackRemote) {
-	defer s.wg.Done()
-	buf := make([]byte, 1500)
-	var h rtp.Header
-	for {
-		n, _, err := t.Read(buf)
-		if err != nil {
+		if len(pkt.Payload) == 0 {
 			return
 		}
-		off, err := h.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		end := n
-		if h.Padding && end > off {
-			end -= int(buf[n-1])
-		}
-		if end <= off {
-			continue
-		}
-		if len(h.CSRC) > 0 {
-			slot.source.Store(h.CSRC[0])
+		if len(pkt.CSRC) > 0 {
+			sl.source.Store(pkt.CSRC[0])
 		} else {
-			slot.source.Store(0)
+			sl.source.Store(0)
 		}
-		slot.push(h.SequenceNumber, h.Timestamp, buf[off:end])
+		sl.push(pkt.SequenceNumber, pkt.Timestamp, pkt.Payload)
+		return
 	}
 }
+
+// onKeyFrameRequest and onEstimate: audio has no use for them.
+func (s *AudioSocket) onKeyFrameRequest() {}
+func (s *AudioSocket) onEstimate(int64)   {}
 
 func (s *AudioSocket) connected(up bool) {
 	if status, changed := s.connect(up, s.settings.Direction.sends()); changed {
@@ -528,7 +492,7 @@ func (s *AudioSocket) tick(ts time.Duration) {
 	if s.settings.Direction.receives() {
 		s.mix(ts)
 	}
-	if s.track != nil {
+	if s.sender != nil {
 		s.send()
 	}
 }
@@ -629,7 +593,7 @@ func (s *AudioSocket) send() {
 	s.pkt.SequenceNumber++
 	s.pkt.Payload = s.opusOut[:n]
 	s.sending = true
-	_ = s.track.WriteRTP(&s.pkt) // fails only when the connection is closing
+	_ = s.sender.WriteRTP(&s.pkt) // fails only before the transport connects or once it ends
 }
 
 // deliver runs on the event goroutine.

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/webrtc/v4"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
@@ -518,12 +517,7 @@ func offlineAudioSocketClock(t testing.TB, lines int, dir StreamDirection, onAud
 		call.lines = append(call.lines, rtc.Line{Kind: rtc.KindAudio, Index: i, MID: rtc.AudioMID(i)})
 	}
 	if dir.sends() {
-		track, err := webrtc.NewTrackLocalStaticRTP(rtc.OpusCodec().RTPCodecCapability, "a", "b")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.track = track // unbound: WriteRTP goes nowhere
-		s.sendable.Store(true)
+		s.sendOn(rtc.Line{Kind: rtc.KindAudio, MID: rtc.AudioMID(0)}, discardWriter{}, 1)
 	}
 	s.mu.Lock()
 	s.call = call
@@ -594,7 +588,7 @@ func (a *audioFrameStep) step() {
 		sl.source.Store(uint32(10 + i))
 		sl.push(uint16(a.n), uint32(a.n*960), pkt)
 	}
-	if a.s.track != nil {
+	if a.s.sender != nil {
 		b := a.pool.Get()
 		copy(b.Samples(), a.s.slots[0].pcm[:])
 		if err := a.s.Send(b); err != nil {

@@ -2,21 +2,21 @@ package sdk
 
 import (
 	"context"
-	"errors"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 
 	"github.com/switchboard-rtc/switchboard/internal/protocol"
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/leg"
 )
-
-// answerTimeout bounds answering an offer (ICE-lite on a UDP mux gathers immediately).
-const answerTimeout = 10 * time.Second
 
 // MediaConfiguration binds a call's sockets to the call's media session. A bot makes one with
 // MediaPlatform.CreateMediaConfiguration from the sockets it created for the call and puts it in
@@ -31,10 +31,18 @@ type MediaConfiguration struct {
 	mu       sync.Mutex
 	callID   string
 	log      *slog.Logger
-	pc       *webrtc.PeerConnection
+	leg      *leg.Leg
 	answered bool
 	closed   bool
 	once     sync.Once
+
+	// The media session's routes, set before the leg starts and read by the platform's reader.
+	ready atomic.Bool // the sockets have started: the reader may hand them packets
+	recv  []rtpRoute  // the offer's SSRCs on the lines the sockets receive
+	sent  []rtpRoute  // the SSRCs the sockets send with (RTCP feedback about them)
+
+	watch     sync.WaitGroup // the goroutine that follows the leg's state
+	stopWatch chan struct{}
 
 	// sizes maps a video source id to its sender's original picture size, from the latest
 	// roster (replaced whole on each update; read per frame without a lock).
@@ -45,8 +53,8 @@ type MediaConfiguration struct {
 	onFailFn func(error) // the handler's hook, called once with failed
 }
 
-// onFailure registers the calling handler's hook, called once (from a pion goroutine; it must
-// not block) if the call's media connection fails after the answer.
+// onFailure registers the calling handler's hook, called once (from the goroutine that follows
+// the media connection; it must not block) if the call's media connection fails after the answer.
 func (m *MediaConfiguration) onFailure(fn func(error)) {
 	m.failMu.Lock()
 	m.onFailFn = fn
@@ -117,14 +125,19 @@ func (m *MediaConfiguration) sockets() []mediaSocket {
 // mediaSocket is what the media session needs from a socket.
 type mediaSocket interface {
 	// want is the direction the socket wants on one of its m-lines.
-	want(line rtc.Line) webrtc.RTPTransceiverDirection
+	want(line rtc.Line) lineDir
+	// sendOn makes the socket send on line with ssrc through w (before start).
+	sendOn(line rtc.Line, w rtpWriter, ssrc uint32)
 	// start prepares the socket for a session whose offer has the given lines of its kind, and
-	// starts its goroutines. sender is the track to send on (nil when the socket does not send).
+	// starts its goroutines.
 	start(call *callMedia) error
-	// remoteTrack hands the socket a remote track of one of its m-lines (pion's OnTrack goroutine).
-	remoteTrack(line rtc.Line, t *webrtc.TrackRemote, r *webrtc.RTPReceiver)
-	// localTrack attaches the socket's outgoing track's sender (before the answer).
-	localTrack(line rtc.Line, s *webrtc.RTPSender, t *webrtc.TrackLocalStaticRTP)
+	// onRTP takes a received packet of one of the socket's m-lines, on the platform's reader
+	// goroutine: it must not block or decode, and keeps nothing of pkt after it returns.
+	onRTP(line rtc.Line, pkt *rtp.Packet)
+	// onKeyFrameRequest and onEstimate take the far side's feedback (PLI or FIR; REMB, bits a
+	// second) about the stream the socket sends, on the reader goroutine.
+	onKeyFrameRequest()
+	onEstimate(bps int64)
 	// connected reports the transport's state changes.
 	connected(up bool)
 	// close stops the socket's goroutines and waits for them.
@@ -133,14 +146,70 @@ type mediaSocket interface {
 	lineKind() rtc.Kind
 }
 
+// rtpWriter sends on the call's media transport (the leg): WriteRTP from the socket's goroutine
+// that sends, WriteRTCP (marshalled, compound or not) from any.
+type rtpWriter interface {
+	WriteRTP(pkt *rtp.Packet) error
+	WriteRTCP(raw []byte) error
+}
+
+// rtpRoute binds an SSRC to the socket and m-line it belongs to.
+type rtpRoute struct {
+	ssrc uint32
+	sock mediaSocket
+	line rtc.Line
+}
+
 // callMedia is what sockets learn about the call they serve.
 type callMedia struct {
-	ctx    context.Context // ends when the platform closes
-	callID string
-	log    *slog.Logger
-	pc     *webrtc.PeerConnection
-	lines  []rtc.Line    // the offer's lines of the socket's kind
-	audio  *AudioMetrics // the platform's (MediaPlatformSettings.AudioMetrics); nil: none
+	ctx      context.Context // ends when the platform closes
+	callID   string
+	log      *slog.Logger
+	out      rtpWriter     // the call's transport, for RTCP (key frame requests)
+	lines    []rtc.Line    // the offer's lines of the socket's kind
+	receives bool          // the answer receives on one of them at least
+	audio    *AudioMetrics // the platform's (MediaPlatformSettings.AudioMetrics); nil: none
+}
+
+// lineDir is a direction of an m-line or of a socket on it, from the bot's side: whether it
+// sends, receives, both or neither.
+type lineDir uint8
+
+// Directions.
+const (
+	dirInactive lineDir = 0
+	dirSendonly lineDir = 1
+	dirRecvonly lineDir = 2
+	dirSendrecv lineDir = dirSendonly | dirRecvonly
+)
+
+func (d lineDir) sends() bool    { return d&dirSendonly != 0 }
+func (d lineDir) receives() bool { return d&dirRecvonly != 0 }
+
+// String is the direction's SDP attribute.
+func (d lineDir) String() string {
+	switch d {
+	case dirSendrecv:
+		return "sendrecv"
+	case dirSendonly:
+		return "sendonly"
+	case dirRecvonly:
+		return "recvonly"
+	}
+	return "inactive"
+}
+
+// parseDir reads an SDP direction attribute; anything unknown is inactive.
+func parseDir(s string) lineDir {
+	switch s {
+	case "sendrecv":
+		return dirSendrecv
+	case "sendonly":
+		return dirSendonly
+	case "recvonly":
+		return dirRecvonly
+	}
+	return dirInactive
 }
 
 // socketFor returns the socket bound to an m-line, or nil.
@@ -186,10 +255,12 @@ func (m *MediaConfiguration) answer(callID, offerSDP string) (string, error) {
 }
 
 // offerLayout is what an offer's m-lines of the layout are: the lines by kind, their offered
-// directions by mid, and the slots they make.
+// directions (the offer's view) and SSRCs by mid, and the slots they make.
 type offerLayout struct {
+	offer *leg.Offer
 	lines map[rtc.Kind][]rtc.Line
-	dirs  map[string]webrtc.RTPTransceiverDirection
+	dirs  map[string]lineDir
+	ssrcs map[string][]uint32
 	slots mediaSlots
 }
 
@@ -202,19 +273,23 @@ type mediaSlots struct {
 
 // parseOffer reads the layout of an SDP offer. m-lines with mids outside the layout are left out.
 func parseOffer(offerSDP string) (offerLayout, error) {
-	mids, offered, err := rtc.MIDs(offerSDP)
+	offer, err := leg.ParseOffer(offerSDP)
 	if err != nil {
 		return offerLayout{}, err
 	}
-	o := offerLayout{lines: map[rtc.Kind][]rtc.Line{}, dirs: map[string]webrtc.RTPTransceiverDirection{}}
+	o := offerLayout{offer: offer, lines: map[rtc.Kind][]rtc.Line{}, dirs: map[string]lineDir{}, ssrcs: map[string][]uint32{}}
 	var audio, video [100]bool // ParseMID's indexes have at most two digits
-	for i, mid := range mids {
-		line, ok := rtc.ParseMID(mid)
+	for _, om := range offer.Media {
+		line, ok := rtc.ParseMID(om.MID)
 		if !ok {
 			continue
 		}
+		if _, dup := o.dirs[om.MID]; dup {
+			return offerLayout{}, fmt.Errorf("m-line %s twice", om.MID)
+		}
 		o.lines[line.Kind] = append(o.lines[line.Kind], line)
-		o.dirs[mid] = offered[i]
+		o.dirs[om.MID] = parseDir(om.Direction)
+		o.ssrcs[om.MID] = om.SSRCs
 		switch {
 		case line.Kind == rtc.KindAudio && line.Index < len(audio):
 			audio[line.Index] = true
@@ -233,13 +308,14 @@ func parseOffer(offerSDP string) (offerLayout, error) {
 	return o, nil
 }
 
-// negotiate does answer's work with m.mu held.
+// negotiate does answer's work with m.mu held: it checks the offer's layout against the
+// sockets, chooses each m-line's direction, routes the offer's SSRCs to the sockets, starts
+// the leg and the sockets, and writes the answer.
 func (m *MediaConfiguration) negotiate(offerSDP string) (string, error) {
 	offer, err := parseOffer(offerSDP)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadOffer, err)
 	}
-	lines, offerDir := offer.lines, offer.dirs
 	if m.audio != nil && offer.slots.audio == 0 {
 		return "", fmt.Errorf("%w: no audio m-line for the AudioSocket", ErrBadOffer)
 	}
@@ -250,106 +326,219 @@ func (m *MediaConfiguration) negotiate(offerSDP string) (string, error) {
 		return "", fmt.Errorf("%w: no screen-share m-line for the screen-share VideoSocket", ErrBadOffer)
 	}
 
-	pc, err := m.platform.api.NewPeerConnection(webrtc.Configuration{Certificates: []webrtc.Certificate{m.platform.cert}})
-	if err != nil {
-		return "", fmt.Errorf("new peer connection: %w", err)
+	p := m.platform
+	params := leg.AnswerParams{
+		Fingerprint: p.fp,
+		Candidate:   p.candidate,
+		SSRC:        map[string]uint32{},
+		Directions:  map[string]string{},
+		CNAME:       "bot-" + m.callID,
 	}
-	m.pc = pc
-	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
-		for _, tr := range pc.GetTransceivers() {
-			if tr.Receiver() != r {
-				continue
-			}
-			line, ok := rtc.ParseMID(tr.Mid())
-			if !ok {
-				return
-			}
-			if s := m.socketFor(line); s != nil {
-				s.remoteTrack(line, t, r)
-			}
-			return
-		}
-	})
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		m.log.Debug("media connection state", "state", st.String())
-		up := st == webrtc.PeerConnectionStateConnected
-		for _, s := range m.sockets() {
-			s.connected(up)
-		}
-		if st == webrtc.PeerConnectionStateFailed {
-			m.log.Warn("media connection failed")
-			m.fail(fmt.Errorf("sdk: media connection of call %s failed", m.callID))
-		}
-	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
-		return "", fmt.Errorf("%w: set remote description: %w", ErrBadOffer, err)
+	receives := map[mediaSocket]bool{}
+	type sender struct {
+		sock mediaSocket
+		line rtc.Line
+		ssrc uint32
 	}
-
-	dirs := map[string]webrtc.RTPTransceiverDirection{}
-	for _, tr := range pc.GetTransceivers() {
-		mid := tr.Mid()
-		line, ok := rtc.ParseMID(mid)
-		dir := webrtc.RTPTransceiverDirectionInactive
+	var senders []sender
+	for _, om := range offer.offer.Media {
+		line, ok := rtc.ParseMID(om.MID)
+		dir := dirInactive
 		var s mediaSocket
 		if ok {
 			if s = m.socketFor(line); s != nil {
-				dir = intersect(s.want(line), offerDir[mid])
+				dir = intersect(s.want(line), offer.dirs[om.MID])
 			}
 		}
-		dirs[mid] = dir
-		if dir == webrtc.RTPTransceiverDirectionInactive {
-			if err := tr.Stop(); err != nil {
-				return "", fmt.Errorf("stop unused m-line %s: %w", mid, err)
+		params.Directions[om.MID] = dir.String()
+		if dir.receives() {
+			receives[s] = true
+			for _, ssrc := range offer.ssrcs[om.MID] {
+				m.recv = append(m.recv, rtpRoute{ssrc: ssrc, sock: s, line: line})
 			}
-			continue
 		}
-		if dir == webrtc.RTPTransceiverDirectionSendrecv || dir == webrtc.RTPTransceiverDirectionSendonly {
-			codec := rtc.OpusCodec().RTPCodecCapability
-			if tr.Kind() == webrtc.RTPCodecTypeVideo {
-				codec = rtc.VP8Codec().RTPCodecCapability
-			}
-			track, err := webrtc.NewTrackLocalStaticRTP(codec, mid, "bot-"+m.callID)
+		if dir.sends() {
+			ssrc, err := randomSSRC()
 			if err != nil {
-				return "", fmt.Errorf("track for m-line %s: %w", mid, err)
+				return "", err
 			}
-			sender, err := m.platform.api.NewRTPSender(track, pc.SCTP().Transport())
-			if err != nil {
-				return "", fmt.Errorf("sender for m-line %s: %w", mid, err)
-			}
-			if err := tr.SetSender(sender, track); err != nil {
-				return "", fmt.Errorf("attach sender to m-line %s: %w", mid, err)
-			}
-			s.localTrack(line, sender, track)
+			params.SSRC[om.MID] = ssrc
+			senders = append(senders, sender{s, line, ssrc})
+			m.sent = append(m.sent, rtpRoute{ssrc: ssrc, sock: s, line: line})
 		}
 	}
+	if params.Ufrag, err = randomToken(8); err != nil {
+		return "", err
+	}
+	if params.Pwd, err = randomToken(24); err != nil {
+		return "", err
+	}
+	answer, err := offer.offer.Answer(params)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadOffer, err)
+	}
+	l, err := p.mux.NewLeg(leg.Config{
+		LocalUfrag: params.Ufrag, LocalPwd: params.Pwd,
+		RemoteUfrag: offer.offer.Ufrag, RemoteFingerprints: offer.offer.Fingerprints,
+		Certificate: p.cert,
+		OnRTP:       m.onRTP,
+		OnRTCP:      m.onRTCP,
+	})
+	if err != nil {
+		return "", fmt.Errorf("media transport: %w", err)
+	}
+	m.leg, m.stopWatch = l, make(chan struct{})
+	for _, sd := range senders {
+		sd.sock.sendOn(sd.line, l, sd.ssrc)
+	}
 	for _, s := range m.sockets() {
-		if err := s.start(&callMedia{ctx: m.platform.ctx, callID: m.callID, log: m.log, pc: pc, lines: lines[s.lineKind()],
-			audio: m.platform.settings.AudioMetrics}); err != nil {
+		if err := s.start(&callMedia{ctx: p.ctx, callID: m.callID, log: m.log, out: l, lines: offer.lines[s.lineKind()],
+			receives: receives[s], audio: p.settings.AudioMetrics}); err != nil {
 			return "", err
 		}
 	}
-	ctx, cancel := context.WithTimeout(m.platform.ctx, answerTimeout)
-	defer cancel()
-	return rtc.CompleteAnswer(ctx, pc, func(sdp string) (string, error) { return rtc.SetDirections(sdp, dirs) })
+	m.ready.Store(true)
+	m.watch.Add(1)
+	go m.follow(l)
+	return answer, nil
+}
+
+// follow is the goroutine that follows the leg's state: the sockets learn when it connects and
+// when it ends, and a leg that fails (a failed handshake, a DTLS error) fails the call's media.
+func (m *MediaConfiguration) follow(l *leg.Leg) {
+	defer m.watch.Done()
+	select {
+	case <-l.Connected():
+		m.log.Debug("media connection state", "state", "connected")
+		for _, s := range m.sockets() {
+			s.connected(true)
+		}
+	case <-l.Done():
+	case <-m.stopWatch:
+		return
+	}
+	select {
+	case <-l.Done():
+	case <-m.stopWatch:
+		return
+	}
+	for _, s := range m.sockets() {
+		s.connected(false)
+	}
+	if err := l.Err(); err != nil {
+		m.log.Warn("media connection failed", "err", err)
+		m.fail(fmt.Errorf("sdk: media connection of call %s failed: %w", m.callID, err))
+		return
+	}
+	m.log.Debug("media connection state", "state", "closed")
+}
+
+// onRTP hands a received packet to the socket of its SSRC's m-line (the platform's reader).
+func (m *MediaConfiguration) onRTP(pkt *rtp.Packet) {
+	if !m.ready.Load() {
+		return
+	}
+	for i := range m.recv {
+		if r := &m.recv[i]; r.ssrc == pkt.SSRC {
+			r.sock.onRTP(r.line, pkt)
+			return
+		}
+	}
+}
+
+// onRTCP reads the far side's RTCP (the platform's reader): key frame requests (PLI, FIR) and
+// bandwidth estimates (REMB) go to the socket that sends the stream they name; reports and
+// NACKs are not used. It walks the compound packet without allocating.
+func (m *MediaConfiguration) onRTCP(buf []byte) {
+	if !m.ready.Load() {
+		return
+	}
+	for len(buf) >= 4 {
+		var h rtcp.Header
+		if h.Unmarshal(buf) != nil {
+			return
+		}
+		n := (int(h.Length) + 1) * 4
+		if n > len(buf) {
+			return
+		}
+		p := buf[:n]
+		buf = buf[n:]
+		switch {
+		case h.Type == rtcp.TypePayloadSpecificFeedback && h.Count == rtcp.FormatPLI && len(p) >= 12:
+			if s := m.sender(binary.BigEndian.Uint32(p[8:])); s != nil {
+				s.onKeyFrameRequest()
+			}
+		case h.Type == rtcp.TypePayloadSpecificFeedback && h.Count == rtcp.FormatFIR:
+			for fci := p[min(12, len(p)):]; len(fci) >= 8; fci = fci[8:] {
+				if s := m.sender(binary.BigEndian.Uint32(fci)); s != nil {
+					s.onKeyFrameRequest()
+				}
+			}
+		case h.Type == rtcp.TypePayloadSpecificFeedback && h.Count == rtcp.FormatREMB && len(p) >= 20 && string(p[12:16]) == "REMB":
+			count := int(p[16])
+			exp := p[17] >> 2
+			mantissa := uint64(p[17]&3)<<16 | uint64(p[18])<<8 | uint64(p[19])
+			bps := int64(mantissa << exp)
+			if exp > 40 || bps < 0 {
+				bps = 1 << 62 // beyond any format: the socket caps it at MaxBitrateKbps
+			}
+			for ssrcs := p[20:]; count > 0 && len(ssrcs) >= 4; ssrcs, count = ssrcs[4:], count-1 {
+				if s := m.sender(binary.BigEndian.Uint32(ssrcs)); s != nil {
+					s.onEstimate(bps)
+				}
+			}
+		}
+	}
+}
+
+// sender is the socket that sends with ssrc, or nil.
+func (m *MediaConfiguration) sender(ssrc uint32) mediaSocket {
+	for i := range m.sent {
+		if m.sent[i].ssrc == ssrc {
+			return m.sent[i].sock
+		}
+	}
+	return nil
+}
+
+// randomSSRC is a random non-zero SSRC.
+func randomSSRC() (uint32, error) {
+	var b [4]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("sdk: random SSRC: %w", err)
+		}
+		if v := binary.BigEndian.Uint32(b[:]); v != 0 {
+			return v, nil
+		}
+	}
+}
+
+// randomToken is n random bytes in hex: ICE credentials (ice-char is alphanumeric, + and /).
+func randomToken(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("sdk: random ICE credential: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // intersect is the answer's direction for an m-line that the socket wants in direction want
 // and the offer proposes in direction offered (the offer's view: sendonly means the service
 // only sends).
-func intersect(want, offered webrtc.RTPTransceiverDirection) webrtc.RTPTransceiverDirection {
-	send := want == webrtc.RTPTransceiverDirectionSendrecv || want == webrtc.RTPTransceiverDirectionSendonly
-	recv := want == webrtc.RTPTransceiverDirectionSendrecv || want == webrtc.RTPTransceiverDirectionRecvonly
-	send = send && (offered == webrtc.RTPTransceiverDirectionSendrecv || offered == webrtc.RTPTransceiverDirectionRecvonly)
-	recv = recv && (offered == webrtc.RTPTransceiverDirectionSendrecv || offered == webrtc.RTPTransceiverDirectionSendonly)
+func intersect(want, offered lineDir) lineDir {
+	send := want.sends() && offered.receives()
+	recv := want.receives() && offered.sends()
 	switch {
 	case send && recv:
-		return webrtc.RTPTransceiverDirectionSendrecv
+		return dirSendrecv
 	case send:
-		return webrtc.RTPTransceiverDirectionSendonly
+		return dirSendonly
 	case recv:
-		return webrtc.RTPTransceiverDirectionRecvonly
+		return dirRecvonly
 	}
-	return webrtc.RTPTransceiverDirectionInactive
+	return dirInactive
 }
 
 // dominantSpeakerChanged delivers the service's announcement to the audio socket.
@@ -372,10 +561,10 @@ func (m *MediaConfiguration) close() {
 func (m *MediaConfiguration) shutdown() {
 	m.once.Do(func() {
 		m.closed = true
-		if m.pc != nil {
-			if err := m.pc.Close(); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) && m.log != nil {
-				m.log.Debug("close peer connection", "err", err)
-			}
+		if m.leg != nil {
+			_ = m.leg.Close() // no callback runs after it returns
+			close(m.stopWatch)
+			m.watch.Wait()
 		}
 		for _, s := range m.sockets() {
 			s.close()

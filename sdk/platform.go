@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4" // DTLSFingerprint, the type Fingerprints returns
 
-	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/leg"
 )
 
 // Errors of the media platform that callers branch on.
@@ -75,17 +75,18 @@ type MediaPlatformSettings struct {
 }
 
 // MediaPlatform is the bot's media engine: one per process, made once at startup with
-// NewMediaPlatform. All calls share its UDP port (an ICE UDP mux), its DTLS certificate and its
-// pion API. Its methods are safe for concurrent use.
+// NewMediaPlatform. All calls share its UDP port, read by one goroutine that decrypts each
+// packet and hands it to its call's socket (internal/rtc/leg), and its DTLS certificate. Its
+// methods are safe for concurrent use.
 type MediaPlatform struct {
-	settings MediaPlatformSettings
-	log      *slog.Logger
-	conn     *net.UDPConn
-	mux      ice.UDPMux
-	api      *webrtc.API
-	cert     webrtc.Certificate
+	settings  MediaPlatformSettings
+	log       *slog.Logger
+	mux       *leg.Mux
+	cert      tls.Certificate
+	fp        leg.Fingerprint
+	candidate netip.AddrPort // the answers' one ICE candidate
 
-	ctx    context.Context // ends at Close; answers derive their deadline from it
+	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 
 	mu     sync.Mutex
@@ -95,8 +96,8 @@ type MediaPlatform struct {
 	done   chan struct{}
 }
 
-// NewMediaPlatform starts the media platform: it listens on the media port and prepares the
-// WebRTC engine. Close it when the process shuts down.
+// NewMediaPlatform starts the media platform: it listens on the media port and starts its
+// reader. Close it when the process shuts down.
 func NewMediaPlatform(s MediaPlatformSettings) (*MediaPlatform, error) {
 	log := s.Logger
 	if log == nil {
@@ -106,10 +107,20 @@ func NewMediaPlatform(s MediaPlatformSettings) (*MediaPlatform, error) {
 	if err != nil {
 		return nil, err
 	}
+	fp, err := leg.CertificateFingerprint(cert)
+	if err != nil {
+		return nil, fmt.Errorf("sdk: media platform certificate: %w", err)
+	}
 	ip := net.IPv4zero
 	if s.InternalIP != "" {
-		if ip = net.ParseIP(s.InternalIP); ip == nil {
-			return nil, fmt.Errorf("sdk: media platform internal IP %q is not an IP address", s.InternalIP)
+		if ip = net.ParseIP(s.InternalIP); ip == nil || ip.To4() == nil {
+			return nil, fmt.Errorf("sdk: media platform internal IP %q is not an IPv4 address", s.InternalIP)
+		}
+	}
+	var public netip.Addr
+	if s.PublicIP != "" {
+		if public, err = netip.ParseAddr(s.PublicIP); err != nil || !public.Is4() {
+			return nil, fmt.Errorf("sdk: media platform public IP %q is not an IPv4 address", s.PublicIP)
 		}
 	}
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip, Port: s.InternalPort})
@@ -121,76 +132,79 @@ func NewMediaPlatform(s MediaPlatformSettings) (*MediaPlatform, error) {
 	if publicPort == 0 {
 		publicPort = port
 	}
-	loopback := ip.IsLoopback()
-	if pub := net.ParseIP(s.PublicIP); pub != nil && pub.IsLoopback() {
-		loopback = true
-	}
-	mux := webrtc.NewICEUDPMux(nil, conn)
-	se, err := rtc.BotSettingEngine(rtc.BotTransport{
-		Mux:          mux,
-		PublicIP:     s.PublicIP,
-		InternalPort: port,
-		PublicPort:   publicPort,
-		Loopback:     loopback,
-	})
-	if err != nil {
-		_ = mux.Close()
-		return nil, err
-	}
-	api, err := rtc.NewBotAPI(se) // no transport-cc: nobody reads its feedback on bot legs
-	if err != nil {
-		_ = mux.Close()
-		return nil, err
+	if !public.IsValid() {
+		public = candidateAddr(ip)
 	}
 	p := &MediaPlatform{
-		settings: s,
-		log:      log.With("component", "media"),
-		conn:     conn,
-		mux:      mux,
-		api:      api,
-		cert:     cert,
-		calls:    map[*MediaConfiguration]struct{}{},
-		done:     make(chan struct{}),
+		settings:  s,
+		log:       log.With("component", "media"),
+		mux:       leg.NewMux(conn),
+		cert:      cert,
+		fp:        fp,
+		candidate: netip.AddrPortFrom(public, uint16(publicPort)),
+		calls:     map[*MediaConfiguration]struct{}{},
+		done:      make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.log.Info("media platform listening", "addr", conn.LocalAddr().String(), "public_ip", s.PublicIP, "public_port", publicPort)
+	p.log.Info("media platform listening", "addr", conn.LocalAddr().String(), "candidate", p.candidate.String())
 	return p, nil
 }
 
-func platformCertificate(s MediaPlatformSettings) (webrtc.Certificate, error) {
+// candidateAddr is the address of the answers' candidate when no PublicIP is set: the listening
+// address, or for every address (0.0.0.0) the host's first IPv4 address that is not loopback
+// (127.0.0.1 when it has none).
+func candidateAddr(listen net.IP) netip.Addr {
+	if a, ok := netip.AddrFromSlice(listen.To4()); ok && !a.IsUnspecified() {
+		return a
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			n, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			if ip, ok := netip.AddrFromSlice(n.IP.To4()); ok && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !ip.IsUnspecified() {
+				return ip
+			}
+		}
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+}
+
+func platformCertificate(s MediaPlatformSettings) (tls.Certificate, error) {
 	tc := s.Certificate
 	if len(tc.Certificate) == 0 && len(s.CertificatePEM) > 0 {
 		var err error
 		if tc, err = tls.X509KeyPair(s.CertificatePEM, s.CertificatePEM); err != nil {
-			return webrtc.Certificate{}, fmt.Errorf("sdk: media platform certificate PEM: %w", err)
+			return tls.Certificate{}, fmt.Errorf("sdk: media platform certificate PEM: %w", err)
 		}
 	}
 	if len(tc.Certificate) == 0 {
-		c, err := rtc.GenerateCertificate()
+		c, err := leg.NewCertificate()
 		if err != nil {
-			return webrtc.Certificate{}, err
+			return tls.Certificate{}, fmt.Errorf("sdk: media platform certificate: %w", err)
 		}
-		return *c, nil
+		return c, nil
 	}
-	leaf := tc.Leaf
-	if leaf == nil {
-		var err error
-		if leaf, err = x509.ParseCertificate(tc.Certificate[0]); err != nil {
-			return webrtc.Certificate{}, fmt.Errorf("sdk: parse media platform certificate: %w", err)
+	if tc.Leaf == nil {
+		leaf, err := x509.ParseCertificate(tc.Certificate[0])
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("sdk: parse media platform certificate: %w", err)
 		}
+		tc.Leaf = leaf
 	}
 	if tc.PrivateKey == nil {
-		return webrtc.Certificate{}, errors.New("sdk: media platform certificate has no private key")
+		return tls.Certificate{}, errors.New("sdk: media platform certificate has no private key")
 	}
-	return webrtc.CertificateFromX509(tc.PrivateKey, leaf), nil
+	return tc, nil
 }
 
 // LocalAddr is the UDP address the platform listens on.
-func (p *MediaPlatform) LocalAddr() *net.UDPAddr { return p.conn.LocalAddr().(*net.UDPAddr) }
+func (p *MediaPlatform) LocalAddr() *net.UDPAddr { return net.UDPAddrFromAddrPort(p.mux.LocalAddr()) }
 
 // Fingerprints are the DTLS certificate fingerprints every answer carries.
 func (p *MediaPlatform) Fingerprints() ([]webrtc.DTLSFingerprint, error) {
-	return p.cert.GetFingerprints()
+	return []webrtc.DTLSFingerprint{{Algorithm: p.fp.Algorithm, Value: p.fp.Value}}, nil
 }
 
 // CreateMediaConfiguration binds the sockets a bot made for one call into the call's media
@@ -274,7 +288,7 @@ func (p *MediaPlatform) Close() error {
 		for _, m := range calls {
 			m.close()
 		}
-		_ = p.mux.Close()
+		_ = p.mux.Close() // closes the socket and waits for its reader
 		close(p.done)
 	})
 	<-p.done

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-rtc/switchboard/internal/protocol"
@@ -413,3 +414,9 @@ func TestMediaFailureHook(t *testing.T) {
 		t.Errorf("hook calls %v, want one with the first failure", got)
 	}
 }
+
+// discardWriter is a transport that sends nothing (tests without a network).
+type discardWriter struct{}
+
+func (discardWriter) WriteRTP(*rtp.Packet) error { return nil }
+func (discardWriter) WriteRTCP([]byte) error     { return nil }

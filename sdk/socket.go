@@ -5,8 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/pion/webrtc/v4"
-
 	"github.com/switchboard-rtc/switchboard/media"
 )
 
@@ -27,8 +25,8 @@ type socketLife[B sendBuffer] struct {
 	call   *callMedia
 	log    *slog.Logger
 
-	track      *webrtc.TrackLocalStaticRTP // nil when not sending
-	rtpSender  *webrtc.RTPSender
+	sender     rtpWriter   // nil when not sending
+	ssrc       uint32      // of the stream the socket sends
 	sendable   atomic.Bool // the answer allows sending
 	status     atomic.Uint32
 	sendMu     sync.RWMutex // Send holds it for reading; close sets sendDead under it
@@ -72,9 +70,10 @@ func (l *socketLife[B]) attach(call *callMedia, log *slog.Logger) error {
 	return nil
 }
 
-// setTrack attaches the track the socket sends on (before the answer), with l.mu held.
-func (l *socketLife[B]) setTrack(sender *webrtc.RTPSender, track *webrtc.TrackLocalStaticRTP) {
-	l.track, l.rtpSender = track, sender
+// setSender attaches the transport the socket sends on and its stream's SSRC (before the
+// answer), with l.mu held.
+func (l *socketLife[B]) setSender(w rtpWriter, ssrc uint32) {
+	l.sender, l.ssrc = w, ssrc
 	l.sendable.Store(true)
 }
 
@@ -123,7 +122,7 @@ func (l *socketLife[B]) sendDone(buf B) {
 }
 
 // end is Close: once the socket belongs to a media configuration, that ends the call's media,
-// closing the peer connection first (so that the read goroutines end) and then every socket;
+// closing its transport first (so that nothing more is received) and then every socket;
 // before, the socket closes alone with closeSocket.
 func (l *socketLife[B]) end(closeSocket func()) {
 	l.mu.Lock()

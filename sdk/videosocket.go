@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 	"github.com/switchboard-rtc/switchboard/internal/vp8"
@@ -107,8 +107,8 @@ type VideoSocket struct {
 	pool     *media.VideoPool
 	events   *eventQueue[videoEvent]
 
-	socketLife[*media.VideoBuffer] // mu also guards reads
-	reads                          int
+	socketLife[*media.VideoBuffer]
+	in *packetRing // received packets for the receive goroutine; nil when not receiving
 
 	estimate  atomic.Int64 // bits a second, from REMB
 	forceKey  atomic.Bool
@@ -188,7 +188,7 @@ func (s *VideoSocket) lineKind() rtc.Kind {
 	return rtc.KindVideo
 }
 
-func (s *VideoSocket) want(line rtc.Line) webrtc.RTPTransceiverDirection {
+func (s *VideoSocket) want(line rtc.Line) lineDir {
 	return s.settings.Direction.onLine(line.Index == 0 && line.Kind == rtc.KindVideo)
 }
 
@@ -203,50 +203,146 @@ func (s *VideoSocket) start(call *callMedia) error {
 		defer s.wg.Done()
 		s.events.run(s.stop, s.deliver, s.discard)
 	}()
-	if s.track != nil {
-		s.wg.Add(2)
+	if call.receives && s.settings.Direction.receives() {
+		s.in = newPacketRing()
+		s.wg.Add(1)
+		go s.read(s.owner)
+	}
+	if s.sender != nil {
+		s.wg.Add(1)
 		go s.encodeLoop()
-		go s.readRTCP()
 	}
 	return nil
 }
 
-func (s *VideoSocket) localTrack(_ rtc.Line, sender *webrtc.RTPSender, track *webrtc.TrackLocalStaticRTP) {
+func (s *VideoSocket) sendOn(_ rtc.Line, w rtpWriter, ssrc uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.setTrack(sender, track)
+	s.setSender(w, ssrc)
 }
 
-func (s *VideoSocket) remoteTrack(_ rtc.Line, t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || t.Kind() != webrtc.RTPCodecTypeVideo || !s.settings.Direction.receives() || s.reads > 0 {
-		return
+// onRTP copies a received packet into the socket's ring and wakes its receive goroutine (the
+// platform's reader goroutine: no decoding here). A full ring drops the packet; the receiver
+// then asks for a key frame.
+func (s *VideoSocket) onRTP(_ rtc.Line, pkt *rtp.Packet) {
+	if s.in != nil { // set by start, before the reader hands packets over
+		s.in.push(pkt)
 	}
-	s.reads++
-	s.wg.Add(1)
-	go s.read(t, s.owner)
 }
 
-// read is the goroutine that assembles, decodes and converts the received stream.
-func (s *VideoSocket) read(t *webrtc.TrackRemote, owner *MediaConfiguration) {
+// read is the goroutine that assembles, decodes and converts the received stream, from the
+// packets the reader put in the ring.
+func (s *VideoSocket) read(owner *MediaConfiguration) {
 	defer s.wg.Done()
-	r, err := newVideoReceiver(s, owner, uint32(t.SSRC()))
+	r, err := newVideoReceiver(s, owner, 0)
 	if err != nil {
 		s.log.Error("video decoder", "err", err)
 		return
 	}
 	defer r.dec.Close()
-	buf := make([]byte, 1500)
 	for {
-		n, _, err := t.Read(buf)
-		if err != nil {
+		select {
+		case <-s.stop:
+			if n := s.in.droppedCount(); n > 0 {
+				s.log.Debug("received video packets dropped: the receive goroutine was behind", "packets", n)
+			}
+			return
+		case <-s.in.wake:
+		}
+		s.receive(r)
+	}
+}
+
+// receive hands every packet waiting in the ring to r, and sends the key frame requests it
+// asks for.
+func (s *VideoSocket) receive(r *videoReceiver) {
+	for {
+		b, ok := s.in.peek()
+		if !ok {
 			return
 		}
-		if r.packet(buf[:n]) {
-			_ = s.call.pc.WriteRTCP(r.pli)
+		key := r.packet(b)
+		s.in.pop()
+		if r.nackOut != nil {
+			_ = s.call.out.WriteRTCP(r.nackOut)
+		}
+		if key {
+			_ = s.call.out.WriteRTCP(r.keyFrameRequest())
 		}
 	}
+}
+
+// videoRing sizes the ring of received packets a receiving video socket keeps: 128 packets of
+// up to 1500 bytes (a key frame of about 150 kB may arrive at once).
+const (
+	videoRingPackets = 128
+	videoPacketMax   = 1500
+)
+
+// packetRing is a bounded ring of received RTP packets, preallocated: the reader copies a
+// packet in (push) and its socket's goroutine reads the oldest in place (peek) and frees its slot
+// (pop). Only one goroutine pushes and one reads.
+type packetRing struct {
+	mu      sync.Mutex
+	data    []byte
+	lens    [videoRingPackets]uint16
+	head, n int
+	dropped uint64
+	wake    chan struct{}
+}
+
+func newPacketRing() *packetRing {
+	return &packetRing{data: make([]byte, videoRingPackets*videoPacketMax), wake: make(chan struct{}, 1)}
+}
+
+// push copies pkt into the ring and wakes the reading goroutine. A full ring, or a packet
+// larger than a slot, drops it (counted).
+func (q *packetRing) push(pkt *rtp.Packet) {
+	q.mu.Lock()
+	if q.n == videoRingPackets {
+		q.dropped++
+		q.mu.Unlock()
+		return
+	}
+	i := (q.head + q.n) % videoRingPackets
+	n, err := pkt.MarshalTo(q.data[i*videoPacketMax : (i+1)*videoPacketMax])
+	if err != nil {
+		q.dropped++
+		q.mu.Unlock()
+		return
+	}
+	q.lens[i] = uint16(n)
+	q.n++
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// peek returns the oldest packet, valid until pop.
+func (q *packetRing) peek() ([]byte, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n == 0 {
+		return nil, false
+	}
+	i := q.head
+	return q.data[i*videoPacketMax : i*videoPacketMax+int(q.lens[i])], true
+}
+
+// pop frees the oldest packet's slot.
+func (q *packetRing) pop() {
+	q.mu.Lock()
+	q.head = (q.head + 1) % videoRingPackets
+	q.n--
+	q.mu.Unlock()
+}
+
+func (q *packetRing) droppedCount() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.dropped
 }
 
 // videoReceiver is the state of one received video stream, owned by its read goroutine.
@@ -264,8 +360,16 @@ type videoReceiver struct {
 	lastTS  uint32  // RTP timestamp of the previous frame
 	gap     float64 // EWMA of the RTP timestamp step between frames, 0 before two frames
 	csrc    uint32
-	pli     []rtcp.Packet
+	ssrc    uint32   // the latest packet's: key frame requests name it
+	pli     [12]byte // the key frame request's buffer
+	haveSeq bool
+	maxSeq  uint16                           // the highest sequence number seen
+	nack    [12 + 4*((maxNACKed+16)/17)]byte // the generic NACK's buffer
+	nackOut []byte                           // a NACK to send, once packet returns; nil: none
 }
+
+// maxNACKed is the most lost packets one NACK asks for (the newest of a longer gap).
+const maxNACKed = 64
 
 func newVideoReceiver(s *VideoSocket, owner *MediaConfiguration, ssrc uint32) (*videoReceiver, error) {
 	dec, err := vp8.NewDecoder()
@@ -277,16 +381,68 @@ func newVideoReceiver(s *VideoSocket, owner *MediaConfiguration, ssrc uint32) (*
 		owner: owner,
 		asm:   vp8.NewAssembler(vp8.AssemblerConfig{}),
 		dec:   dec,
-		pli:   []rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}},
+		ssrc:  ssrc,
 	}, nil
 }
 
+// sequence follows the stream's sequence numbers: a packet that skips some makes a NACK for
+// the skipped ones (RFC 4585 6.2.1), asked once each (a retransmission that is lost too leaves a
+// gap that the assembler gives up on; a key frame request then repairs the stream).
+func (r *videoReceiver) sequence(seq uint16) {
+	if !r.haveSeq {
+		r.haveSeq, r.maxSeq = true, seq
+		return
+	}
+	d := seq - r.maxSeq
+	if d == 0 || d >= 0x8000 {
+		return // a duplicate, or an older packet (reordered or retransmitted)
+	}
+	r.maxSeq = seq
+	if d == 1 {
+		return
+	}
+	first, lost := seq-d+1, int(d-1)
+	if lost > 4*maxNACKed {
+		return // a jump (a new sender's numbering), not a loss worth repairing
+	}
+	if lost > maxNACKed {
+		first, lost = seq-maxNACKed, maxNACKed
+	}
+	b := r.nack[:12]
+	for i := 0; i < lost; i += 17 {
+		pid := first + uint16(i)
+		var blp uint16
+		for j := 1; j <= 16 && i+j < lost; j++ {
+			blp |= 1 << (j - 1)
+		}
+		b = append(b, byte(pid>>8), byte(pid), byte(blp>>8), byte(blp))
+	}
+	b[0], b[1] = 0x80|rtcp.FormatTLN, byte(rtcp.TypeTransportSpecificFeedback)
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)/4-1))
+	binary.BigEndian.PutUint32(b[4:], r.s.ssrc)
+	binary.BigEndian.PutUint32(b[8:], r.ssrc)
+	r.nackOut = b
+}
+
+// keyFrameRequest is a PLI (RFC 4585 6.3.1) for the stream received last, marshalled into r's
+// buffer; its sender SSRC is the socket's own stream (0 when it sends none).
+func (r *videoReceiver) keyFrameRequest() []byte {
+	b := r.pli[:]
+	b[0], b[1], b[2], b[3] = 0x80|rtcp.FormatPLI, byte(rtcp.TypePayloadSpecificFeedback), 0, 2
+	binary.BigEndian.PutUint32(b[4:], r.s.ssrc)
+	binary.BigEndian.PutUint32(b[8:], r.ssrc)
+	return b
+}
+
 // packet takes one RTP packet, hands every frame it completes to the event goroutine, and
-// reports whether to send a key frame request now.
+// reports whether to send a key frame request now; nackOut is then a NACK to send, or nil.
 func (r *videoReceiver) packet(b []byte) (requestKey bool) {
+	r.nackOut = nil
 	if r.pkt.Unmarshal(b) != nil {
 		return false
 	}
+	r.ssrc = r.pkt.SSRC
+	r.sequence(r.pkt.SequenceNumber)
 	if len(r.pkt.CSRC) > 0 {
 		r.csrc = r.pkt.CSRC[0]
 	}
@@ -374,28 +530,20 @@ func (r *videoReceiver) rate() float64 {
 	return vp8.ClockRate / r.gap
 }
 
-// readRTCP reads the far side's feedback on the sent stream: key frame requests and bandwidth
-// estimates. NACKs are answered by pion's interceptor before they get here.
-func (s *VideoSocket) readRTCP() {
-	defer s.wg.Done()
-	for {
-		pkts, _, err := s.rtpSender.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, p := range pkts {
-			switch p := p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				s.forceKey.Store(true)
-				s.keyReqs.Add(1)
-			case *rtcp.ReceiverEstimatedMaximumBitrate:
-				s.estimate.Store(int64(p.Bitrate))
-				s.prefMu.Lock()
-				s.preferenceChanged(s.pref.estimate(int64(p.Bitrate)))
-				s.prefMu.Unlock()
-			}
-		}
-	}
+// onKeyFrameRequest takes the far side's PLI or FIR about the sent stream (the platform's
+// reader goroutine): the next frame is a key frame.
+func (s *VideoSocket) onKeyFrameRequest() {
+	s.forceKey.Store(true)
+	s.keyReqs.Add(1)
+}
+
+// onEstimate takes the far side's bandwidth estimate (REMB, bits a second) for the sent stream
+// (the platform's reader goroutine): it may change the preferred format and bitrate.
+func (s *VideoSocket) onEstimate(bps int64) {
+	s.estimate.Store(bps)
+	s.prefMu.Lock()
+	s.preferenceChanged(s.pref.estimate(bps))
+	s.prefMu.Unlock()
 }
 
 func (s *VideoSocket) bitrateKbps() int {
@@ -532,7 +680,7 @@ func newVideoSender(s *VideoSocket) (*videoSender, error) {
 	return &videoSender{
 		s:       s,
 		pz:      pz,
-		pkt:     rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: uint8(rtc.PayloadTypeVP8)}},
+		pkt:     rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: uint8(rtc.PayloadTypeVP8), SSRC: s.ssrc}},
 		start:   time.Now(),
 		lastPTS: -1,
 	}, nil
@@ -613,7 +761,7 @@ func (v *videoSender) frame(buf *media.VideoBuffer) {
 		v.pkt.Payload = p
 		v.pkt.Marker = i == len(v.payloads)-1
 		v.pkt.SequenceNumber++
-		_ = s.track.WriteRTP(&v.pkt)
+		_ = s.sender.WriteRTP(&v.pkt) // fails only before the transport connects or once it ends
 	}
 	v.frames++
 	v.packets += uint64(len(v.payloads))

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-rtc/switchboard/internal/protocol"
@@ -333,12 +332,7 @@ func offlineVideoSender(t testing.TB, formats ...media.VideoFormat) (*VideoSocke
 	if err != nil {
 		t.Fatal(err)
 	}
-	track, err := webrtc.NewTrackLocalStaticRTP(rtc.VP8Codec().RTPCodecCapability, "v", "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.track = track // unbound: WriteRTP goes nowhere
-	s.sendable.Store(true)
+	s.sendOn(rtc.Line{Kind: rtc.KindVideo, MID: rtc.VideoMID(0)}, discardWriter{}, 1)
 	s.status.Store(uint32(Active))
 	s.log = slog.New(slog.DiscardHandler)
 	snd, err := newVideoSender(s)
