@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"go.uber.org/goleak"
 
@@ -420,3 +421,120 @@ type discardWriter struct{}
 
 func (discardWriter) WriteRTP(*rtp.Packet) error { return nil }
 func (discardWriter) WriteRTCP([]byte) error     { return nil }
+
+// readerPath is the platform's reader handing a call's packets to its sockets, without the
+// network: audio into a slot's jitter buffer (and the 20 ms clock that plays it), video into
+// the socket's ring (taken out again as its goroutine does, without decoding), and a compound
+// RTCP packet (receiver report, PLI, REMB) about the stream the video socket sends.
+type readerPath struct {
+	m     *MediaConfiguration
+	audio *AudioSocket
+	video *VideoSocket
+	apkt  rtp.Packet
+	vpkts []rtp.Packet
+	opus  [][]byte
+	rtcp  []byte
+	n     int
+}
+
+func newReaderPath(t testing.TB) *readerPath {
+	t.Helper()
+	a := offlineAudioSocket(t, 3, Recvonly, releaseAll)
+	v, err := NewVideoSocket(VideoSocketSettings{Direction: Sendrecv,
+		SupportedSendFormats: []media.VideoFormat{{PixelFormat: media.I420, Width: 320, Height: 180, FrameRate: 30}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.in = newPacketRing()
+	audio0 := rtc.Line{Kind: rtc.KindAudio, Index: 0, MID: rtc.AudioMID(0)}
+	video0 := rtc.Line{Kind: rtc.KindVideo, Index: 0, MID: rtc.VideoMID(0)}
+	p := &readerPath{audio: a, video: v, opus: encodedSignal(t, 50)}
+	p.m = &MediaConfiguration{
+		recv: []rtpRoute{{ssrc: 11, sock: a, line: audio0}, {ssrc: 12, sock: a, line: rtc.Line{Kind: rtc.KindAudio, Index: 1, MID: rtc.AudioMID(1)}},
+			{ssrc: 21, sock: v, line: video0}},
+		sent: []rtpRoute{{ssrc: 99, sock: v, line: video0}},
+	}
+	p.m.ready.Store(true)
+	p.apkt = rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SSRC: 11, CSRC: []uint32{7}}}
+	for _, frame := range videoPackets(t, 4, 320, 180) {
+		for _, b := range frame {
+			var pkt rtp.Packet
+			if err := pkt.Unmarshal(b); err != nil {
+				t.Fatal(err)
+			}
+			pkt.SSRC = 21
+			p.vpkts = append(p.vpkts, pkt)
+		}
+	}
+	p.rtcp, err = rtcp.Marshal([]rtcp.Packet{
+		&rtcp.ReceiverReport{SSRC: 5, Reports: []rtcp.ReceptionReport{{SSRC: 99}}},
+		&rtcp.PictureLossIndication{SenderSSRC: 5, MediaSSRC: 99},
+		&rtcp.ReceiverEstimatedMaximumBitrate{SenderSSRC: 5, Bitrate: 1e6, SSRCs: []uint32{99}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// step is 20 ms of one call: an audio packet, a video packet, the RTCP, and a clock tick.
+func (p *readerPath) step() {
+	p.apkt.SequenceNumber, p.apkt.Timestamp = uint16(p.n), uint32(p.n*960)
+	p.apkt.Payload = p.opus[p.n%len(p.opus)]
+	p.m.onRTP(&p.apkt)
+	p.m.onRTP(&p.vpkts[p.n%len(p.vpkts)])
+	for {
+		if _, ok := p.video.in.peek(); !ok {
+			break
+		}
+		p.video.in.pop()
+	}
+	p.m.onRTCP(p.rtcp)
+	p.audio.tick(time.Duration(p.n) * 20 * time.Millisecond)
+	p.audio.events.drain(p.audio.deliver)
+	p.n++
+}
+
+// TestReaderPathAllocs: the reader's hand-off of RTP and RTCP to the sockets allocates nothing,
+// and routes by SSRC: audio reaches its slot, video its ring, PLI and REMB the sending socket.
+func TestReaderPathAllocs(t *testing.T) {
+	if media.DebugChecks {
+		t.Skip("the checking build's buffer quarantine is not the steady state")
+	}
+	p := newReaderPath(t)
+	for i := 0; i < 100; i++ {
+		p.step()
+	}
+	if a := testing.AllocsPerRun(200, p.step); a != 0 {
+		t.Errorf("%.2f allocations per 20 ms of a call's reader path, want 0", a)
+	}
+	if got := p.audio.slots[0].pushes.Load(); got != uint64(p.n) {
+		t.Errorf("audio slot 0 got %d packets, want %d", got, p.n)
+	}
+	if got := p.audio.slots[1].pushes.Load(); got != 0 {
+		t.Errorf("audio slot 1 got %d packets, want none", got)
+	}
+	if got := p.video.KeyFrameRequests(); got != uint64(p.n) {
+		t.Errorf("%d key frame requests, want %d", got, p.n)
+	}
+	if got := p.video.estimate.Load(); got != 1e6 {
+		t.Errorf("estimate %d bit/s, want 1000000", got)
+	}
+	unknown := p.apkt
+	unknown.SSRC = 12345
+	p.m.onRTP(&unknown) // no route: dropped
+}
+
+// BenchmarkReaderPath is TestReaderPathAllocs's step: per 20 ms of a call, one audio and one
+// video packet and one compound RTCP packet handed over, plus the audio clock's tick.
+func BenchmarkReaderPath(b *testing.B) {
+	p := newReaderPath(b)
+	for i := 0; i < 100; i++ {
+		p.step()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p.step()
+	}
+}

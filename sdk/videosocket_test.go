@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"go.uber.org/goleak"
 
@@ -599,4 +601,55 @@ func newTestReceiver(t testing.TB, onVideo func(VideoReceivedEvent)) *videoRecei
 	}
 	t.Cleanup(r.dec.Close)
 	return r
+}
+
+// TestVideoNACK: a gap in the received sequence numbers makes one NACK for the missing packets
+// (the newest maxNACKed of a long gap; none for a jump or an old packet), and a PLI names the
+// received stream.
+func TestVideoNACK(t *testing.T) {
+	r := newTestReceiver(t, func(e VideoReceivedEvent) { e.Buffer.Release() })
+	r.s.ssrc = 7
+	nacked := func(seqs ...uint16) []uint16 {
+		var got []uint16
+		for _, seq := range seqs {
+			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 42}, Payload: []byte{0x10, 0}}
+			b, err := p.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.packet(b)
+			if r.nackOut == nil {
+				continue
+			}
+			pkts, err := rtcp.Unmarshal(r.nackOut)
+			if err != nil || len(pkts) != 1 {
+				t.Fatalf("NACK %x: %v", r.nackOut, err)
+			}
+			n, ok := pkts[0].(*rtcp.TransportLayerNack)
+			if !ok || n.SenderSSRC != 7 || n.MediaSSRC != 42 {
+				t.Fatalf("NACK %#v", pkts[0])
+			}
+			for _, pair := range n.Nacks {
+				got = append(got, pair.PacketList()...)
+			}
+		}
+		return got
+	}
+	if got := nacked(100, 101, 104, 103, 102, 105); !slices.Equal(got, []uint16{102, 103}) {
+		t.Errorf("NACKed %v, want [102 103]", got)
+	}
+	var want []uint16
+	for seq := uint16(206 - maxNACKed); seq < 206; seq++ {
+		want = append(want, seq)
+	}
+	if got := nacked(206); !slices.Equal(got, want) { // 100 lost: the newest maxNACKed asked for
+		t.Errorf("NACKed %v after a gap of 100, want %v", got, want)
+	}
+	if got := nacked(30000); len(got) != 0 {
+		t.Errorf("NACKed %d packets after a jump", len(got))
+	}
+	pli, err := rtcp.Unmarshal(r.keyFrameRequest())
+	if p, ok := pli[0].(*rtcp.PictureLossIndication); err != nil || !ok || p.MediaSSRC != 42 || p.SenderSSRC != 7 {
+		t.Errorf("key frame request %#v (%v)", pli, err)
+	}
 }
