@@ -4,33 +4,22 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/pion/webrtc/v4"
-
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 )
 
-// addBotTransceivers creates the bot connection's m-lines in internal/rtc's layout, each with a
-// down track and its sink: audio slots (loudest speakers), video slots (subscriptions) and the
-// screen-share slot (follows the conference's screen share).
-func (p *Participant) addBotTransceivers() error {
+// addBotLines creates the bot leg's m-lines in internal/rtc's layout, each with a down track and
+// its sink: audio slots (loudest speakers), video slots (subscriptions) and the screen-share
+// slot (follows the conference's screen share); then the leg's socket and offer.
+func (p *Participant) addBotLines() error {
 	m := p.conf.sfu.metrics
+	var tracks []*downTrack
+	var fbs []feedback
 	for _, line := range p.layout.Lines() {
 		codec := rtc.OpusCodec().RTPCodecCapability
 		if line.Kind != rtc.KindAudio {
 			codec = rtc.VP8Codec().RTPCodecCapability
 		}
 		t := newDownTrack(line.MID, p.id, codec)
-		dir := webrtc.RTPTransceiverDirectionSendonly
-		if line.BotSends() {
-			dir = webrtc.RTPTransceiverDirectionSendrecv
-		}
-		tr, err := p.pub.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: dir})
-		if err != nil {
-			return fmt.Errorf("sfu: bot %q m-line %s: %w", p.id, line.MID, err)
-		}
-		if err := tr.SetMid(line.MID); err != nil {
-			return fmt.Errorf("sfu: bot %q mid %s: %w", p.id, line.MID, err)
-		}
 		var fb feedback
 		switch line.Kind {
 		case rtc.KindAudio:
@@ -48,30 +37,30 @@ func (p *Participant) addBotTransceivers() error {
 			p.screenSlot = v
 			fb = v
 		}
-		sender := tr.Sender()
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			readFeedback(sender, fb, m)
-		}()
+		tracks = append(tracks, t)
+		fbs = append(fbs, fb)
 	}
+	b, err := p.newBotLeg(tracks, fbs)
+	if err != nil {
+		return err
+	}
+	p.leg = b
 	return nil
 }
 
-// Offer returns the SFU's complete SDP offer for a bot leg (every candidate included), to send
-// in the incoming-call request.
+// Offer returns the SFU's complete SDP offer for a bot leg (its one candidate included), to
+// send in the incoming-call request.
 func (p *Participant) Offer(ctx context.Context) (string, error) {
 	if !p.bot {
 		return "", fmt.Errorf("offer for %q: %w", p.id, ErrNotBot)
 	}
-	sdp, err := rtc.CompleteOffer(ctx, p.pub)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("sfu: offer for bot %q: %w", p.id, err)
 	}
-	return sdp, nil
+	return p.leg.offer, nil
 }
 
-// Connect applies the bot's SDP answer; media flows once ICE and DTLS complete.
+// Connect applies the bot's SDP answer; media flows once ICE and DTLS complete (WaitConnected).
 func (p *Participant) Connect(ctx context.Context, answer string) error {
 	if !p.bot {
 		return fmt.Errorf("connect %q: %w", p.id, ErrNotBot)
@@ -79,10 +68,7 @@ func (p *Participant) Connect(ctx context.Context, answer string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sfu: connect bot %q: %w", p.id, err)
 	}
-	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		return fmt.Errorf("sfu: apply answer of bot %q: %w", p.id, err)
-	}
-	return nil
+	return p.leg.connect(answer)
 }
 
 // AudioSlots returns the audio source id on each of a bot's audio slots (0: empty).

@@ -111,6 +111,9 @@ func (m *CallMedia) Close(call calls.CallRef) {
 // WaitConnected returns when the participant's (first) connection is connected, an error when it
 // failed or closed first, or ctx's error.
 func (p *Participant) WaitConnected(ctx context.Context) error {
+	if p.bot {
+		return p.leg.waitConnected(ctx)
+	}
 	for {
 		switch s := p.pub.ConnectionState(); s {
 		case webrtc.PeerConnectionStateConnected:

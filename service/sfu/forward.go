@@ -93,14 +93,15 @@ type sink interface {
 }
 
 // upstream is one incoming RTP stream: a participant's audio, one simulcast layer of its camera,
-// or its screen share. One goroutine reads it and forwards each packet to the current sinks.
+// or its screen share. One goroutine forwards each of its packets to the current sinks: a
+// browser's track's own reader (run), or a bot leg's Mux reader (handlePacket).
 type upstream struct {
 	pub      *published
 	layer    int
 	ssrc     uint32
-	track    *webrtc.TrackRemote
-	keyframe func(ssrc uint32) // sends a PLI to the publisher
-	levelExt uint8             // audio level extension id, 0 when not negotiated
+	track    *webrtc.TrackRemote // a browser's; nil on a bot leg
+	keyframe func(ssrc uint32)   // sends a PLI to the publisher
+	levelExt uint8               // audio level extension id, 0 when not negotiated
 	m        *streamMetrics
 
 	sinks   atomic.Pointer[[]sink]
@@ -111,7 +112,8 @@ type upstream struct {
 	width   atomic.Int32 // picture size from the last key frame
 	height  atomic.Int32
 
-	// Owned by the read goroutine.
+	// Owned by the read goroutine. On a bot leg pkt is a copy of the leg's packet, whose
+	// payload and extensions are the leg's and valid only while handlePacket runs.
 	pkt rtp.Packet
 	vp8 vp8Descriptor
 	buf [1500]byte
@@ -134,6 +136,18 @@ func (u *upstream) handle(b []byte, now int64) {
 		u.m.malformed.Inc()
 		return
 	}
+	u.route(now)
+}
+
+// handlePacket forwards one packet a bot leg's reader has parsed (p and what it points to
+// are the leg's, valid during the call).
+func (u *upstream) handlePacket(p *rtp.Packet, now int64) {
+	u.pkt = *p
+	u.route(now)
+}
+
+// route forwards u.pkt to the sinks, after the loudness (audio) or the VP8 descriptor (video).
+func (u *upstream) route(now int64) {
 	p := &u.pkt
 	if len(p.Payload) == 0 { // padding only (bandwidth probes): nothing to forward
 		return
@@ -231,16 +245,22 @@ func (p *published) layer(want int) *upstream {
 	return nil
 }
 
-// binding is a down track's attachment to a peer connection's sender.
+// rtpWriter sends one RTP packet: a pion sender's stream (webrtc.TrackLocalWriter) or a bot
+// leg (legWriter).
+type rtpWriter interface {
+	WriteRTP(h *rtp.Header, payload []byte) (int, error)
+}
+
+// binding is a down track's attachment to a peer connection's sender or to a bot leg.
 type binding struct {
 	ssrc    uint32
 	pt      uint8
 	levelID uint8
-	w       webrtc.TrackLocalWriter
+	w       rtpWriter
 }
 
-// downTrack is a track the SFU sends on a peer connection: a webrtc.TrackLocal whose packets
-// the sinks write already rewritten.
+// downTrack is a track the SFU sends: on a browser's peer connection, a webrtc.TrackLocal whose
+// packets the sinks write already rewritten; on a bot leg, bound to the leg's line directly.
 type downTrack struct {
 	id, stream string
 	codec      webrtc.RTPCodecCapability

@@ -88,8 +88,9 @@ type Participant struct {
 	onCandidate func(Role, webrtc.ICECandidateInit)
 	onClosed    func(error)
 
-	pub *webrtc.PeerConnection // the bot's only connection
+	pub *webrtc.PeerConnection // a browser's
 	sub *webrtc.PeerConnection
+	leg *botLeg // a bot's connection
 
 	// Guarded by conf.mu.
 	screenIDs   map[string]bool
@@ -206,11 +207,7 @@ func (c *Conference) AddBot(id string, opts BotOptions) (*Participant, error) {
 	p := c.newParticipant(id, opts.DisplayName, opts.Identity, true)
 	p.onClosed = opts.OnClosed
 	p.layout = layout
-	var err error
-	if p.pub, err = p.newPC(RolePublisher); err != nil {
-		return nil, err
-	}
-	if err := p.addBotTransceivers(); err != nil {
+	if err := p.addBotLines(); err != nil {
 		p.shutdown(err)
 		return nil, err
 	}
@@ -222,7 +219,7 @@ func (c *Conference) AddBot(id string, opts BotOptions) (*Participant, error) {
 }
 
 func (p *Participant) newPC(role Role) (*webrtc.PeerConnection, error) {
-	pc, err := p.conf.sfu.apiFor(p.bot).NewPeerConnection(webrtc.Configuration{})
+	pc, err := p.conf.sfu.api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, fmt.Errorf("sfu: %s connection of %q: %w", role, p.id, err)
 	}
@@ -248,8 +245,8 @@ func (p *Participant) newPC(role Role) (*webrtc.PeerConnection, error) {
 	return pc, nil
 }
 
-// fail removes the participant from a pion callback (on a goroutine of the conference, since
-// closing a connection from its own callback would deadlock).
+// fail removes the participant from a pion callback or a bot leg's watcher (on a goroutine of
+// the conference, since closing a connection from its own callback would deadlock).
 func (p *Participant) fail(err error) {
 	c := p.conf
 	c.mu.Lock()
@@ -275,6 +272,9 @@ func (p *Participant) shutdown(reason error) {
 		}
 		if p.sub != nil {
 			_ = p.sub.Close()
+		}
+		if p.leg != nil {
+			p.leg.close()
 		}
 		p.wg.Wait()
 		if p.onClosed != nil {
@@ -391,8 +391,8 @@ func (p *Participant) Answer(answer string) error {
 	return nil
 }
 
-// AddICECandidate adds a remote candidate to one of the participant's connections (a bot's
-// only connection is RolePublisher).
+// AddICECandidate adds a remote candidate to one of a browser participant's connections (a bot
+// leg takes the one candidate of its answer).
 func (p *Participant) AddICECandidate(role Role, c webrtc.ICECandidateInit) error {
 	pc := p.pub
 	if role == RoleSubscriber {

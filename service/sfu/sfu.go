@@ -5,23 +5,29 @@
 // Browsers publish Opus (with the RFC 6464 audio level extension) and VP8 in up to three
 // simulcast layers (rids q, h, f), plus an optional screen share, on a publisher peer connection
 // they offer; they receive everyone else's audio and the video they subscribe to on a subscriber
-// peer connection the SFU offers. A bot has one peer connection that the SFU offers in the layout
-// of internal/rtc: its audio m-lines carry the loudest speakers with the source id in CSRC[0],
-// its video m-lines the participants it subscribes to.
+// peer connection the SFU offers (pion/webrtc). A bot has one connection that the SFU offers in
+// the layout of internal/rtc, without pion/webrtc: a leg of internal/rtc/leg (ICE controlling
+// with consent, DTLS, SRTP inline) on a UDP socket of its own, whose one reader goroutine hands
+// the bot's packets straight to the forwarding path. Its audio m-lines carry the loudest
+// speakers with the source id in CSRC[0], its video m-lines the participants it subscribes to.
 //
-// Packets are read by one goroutine per incoming track and written, rewritten (SSRC, sequence
-// number, timestamp, VP8 picture id), straight to the receivers' tracks; the path allocates
-// nothing. NACKs are answered by pion/interceptor's responder from its retransmission buffer;
-// PLI and FIR from a receiver reach the publisher, rate-limited. Each conference runs a tick that
+// A browser's packets are read by one goroutine per incoming track, a bot's by its leg's reader;
+// each is written, rewritten (SSRC, sequence number, timestamp, VP8 picture id), straight to the
+// receivers' tracks (a browser's pion track, or a bot's leg); the path allocates nothing.
+// NACKs from browsers are answered by pion/interceptor's responder from its retransmission
+// buffer (a bot leg keeps none: its NACKs are counted, not answered, and it gets no sender or
+// receiver reports); PLI and FIR from a receiver reach the publisher, rate-limited. Each conference runs a tick that
 // measures loudness, detects the dominant speaker, assigns the loudest speakers to bot slots and
 // adapts video layers to the receivers' estimates.
 package sfu
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"sync"
@@ -33,15 +39,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/leg"
 )
 
 // Config configures an SFU. The zero value listens on one ephemeral UDP port on all interfaces.
 type Config struct {
-	// UDPAddr is the address of the one UDP socket all peer connections share (ICE UDP mux),
-	// "host:port". Empty: ":0" (or "127.0.0.1:0" with Loopback). Ignored when PortMin is set.
+	// UDPAddr is the address of the one UDP socket all browser connections share (ICE UDP
+	// mux), "host:port". Empty: ":0" (or "127.0.0.1:0" with Loopback). Ignored when PortMin is
+	// set. Bot legs then each take a port the system picks, on the same address.
 	UDPAddr string
-	// PortMin and PortMax, when set, make each peer connection take its own port from the range
-	// instead of sharing one (but see BrowserMux).
+	// PortMin and PortMax, when set, make each peer connection and each bot leg take its own
+	// port from the range instead of sharing one (but see BrowserMux).
 	PortMin, PortMax uint16
 	// BrowserMux, with PortMin and PortMax, puts every browser connection (Join) on one UDP
 	// socket, an ICE UDP mux bound to the first free port of the range (on 127.0.0.1 with
@@ -81,17 +89,26 @@ var (
 	ErrNotBot              = errors.New("sfu: not a bot participant")
 	ErrIsBot               = errors.New("sfu: a bot has no publisher/subscriber pair")
 	ErrBadSlot             = errors.New("sfu: no such slot")
+	ErrNotConnected        = errors.New("sfu: bot leg not connected (no answer applied)")
+	ErrAlreadyConnected    = errors.New("sfu: bot leg already connected")
 )
 
 // SFU is a set of conferences sharing one pion API and one UDP port (or a port range).
 type SFU struct {
 	cfg     Config
-	api     *webrtc.API
-	botAPI  *webrtc.API // the bot legs' API when it differs from api (BrowserMux)
+	api     *webrtc.API // the browsers' connections'
 	conn    net.PacketConn
 	mux     ice.UDPMux
 	log     *slog.Logger
+	logs    logging.LoggerFactory // pion's (connections, ICE, DTLS, interceptors)
 	metrics *metrics
+
+	// The bot legs' (botleg.go): their DTLS certificate, its fingerprint, the address their
+	// sockets bind to and the public one they announce (invalid: none).
+	legCert  tls.Certificate
+	legFP    leg.Fingerprint
+	botHost  netip.Addr
+	publicIP netip.Addr
 
 	mu       sync.Mutex
 	confs    map[string]*Conference
@@ -157,6 +174,19 @@ func New(cfg Config) (*SFU, error) {
 	if se.LoggerFactory == nil {
 		se.LoggerFactory = rtc.NewLoggerFactory(cfg.Logger)
 	}
+	s.logs = se.LoggerFactory
+	if s.legCert, err = leg.NewCertificate(); err != nil {
+		return nil, fmt.Errorf("sfu: bot legs' certificate: %w", err)
+	}
+	if s.legFP, err = leg.CertificateFingerprint(s.legCert); err != nil {
+		return nil, fmt.Errorf("sfu: bot legs' certificate: %w", err)
+	}
+	for _, ip := range cfg.PublicIPs {
+		if a, err := netip.ParseAddr(ip); err == nil && a.Unmap().Is4() {
+			s.publicIP = a.Unmap()
+			break
+		}
+	}
 	if len(cfg.PublicIPs) > 0 {
 		rule := webrtc.ICEAddressRewriteRule{External: cfg.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost,
 			Mode: webrtc.ICEAddressRewriteReplace}
@@ -168,14 +198,12 @@ func New(cfg Config) (*SFU, error) {
 	if cfg.Loopback {
 		host = "127.0.0.1"
 	}
-	var botSE *webrtc.SettingEngine // the bot legs' when they differ (BrowserMux)
+	s.botHost = netip.IPv4Unspecified()
+	if cfg.Loopback {
+		s.botHost = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
 	switch {
 	case cfg.PortMin != 0 && cfg.BrowserMux:
-		bse := se
-		if err := bse.SetEphemeralUDPPortRange(cfg.PortMin, cfg.PortMax); err != nil {
-			return nil, fmt.Errorf("sfu: UDP port range %d-%d: %w", cfg.PortMin, cfg.PortMax, err)
-		}
-		botSE = &bse
 		conn, err := listenFirstFree(host, cfg.PortMin, cfg.PortMax)
 		if err != nil {
 			return nil, err
@@ -195,6 +223,9 @@ func New(cfg Config) (*SFU, error) {
 			return nil, fmt.Errorf("sfu: listen UDP %s: %w", addr, err)
 		}
 		s.shareSocket(&se, conn)
+		if a := conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(); a.Is4() && !a.IsUnspecified() {
+			s.botHost = a // bot legs on the shared socket's address, each on a port the system picks
+		}
 	}
 	me, err := rtc.NewMediaEngine()
 	if err != nil {
@@ -211,9 +242,6 @@ func New(cfg Config) (*SFU, error) {
 		return nil, fmt.Errorf("sfu: interceptors: %w", err)
 	}
 	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
-	if botSE != nil {
-		s.botAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(*botSE))
-	}
 	return s, nil
 }
 
@@ -234,14 +262,6 @@ func listenFirstFree(host string, minPort, maxPort uint16) (net.PacketConn, erro
 		}
 	}
 	return nil, fmt.Errorf("sfu: no free UDP port in %d-%d for the browsers' socket: %w", minPort, maxPort, err)
-}
-
-// apiFor is the pion API a participant's connections come from.
-func (s *SFU) apiFor(bot bool) *webrtc.API {
-	if bot && s.botAPI != nil {
-		return s.botAPI
-	}
-	return s.api
 }
 
 func (s *SFU) closeSocket() {

@@ -1,0 +1,436 @@
+package sfu
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/leg"
+)
+
+// sdkBotAPI is the pion API of a bot built as the SDK built it before the leg: ICE-lite on a UDP
+// mux of its own on 127.0.0.1, DTLS server, rtc.NewBotAPI (no transport-cc).
+func sdkBotAPI(t *testing.T) *webrtc.API {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	umux := webrtc.NewICEUDPMux(nil, conn)
+	t.Cleanup(func() { _ = umux.Close() })
+	se, err := rtc.BotSettingEngine(rtc.BotTransport{Mux: umux, InternalPort: port, PublicPort: port, Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := rtc.NewBotAPI(se)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api
+}
+
+// videoBot is an SDK-built pion bot that sends audio on audio0 and VP8 on video0, records what
+// it receives by mid, and counts the key frame requests the SFU sends about its video.
+type videoBot struct {
+	*testBot
+	video *webrtc.TrackLocalStaticRTP
+	plis  atomic.Int32
+}
+
+func connectVideoBot(t *testing.T, api *webrtc.API, p *Participant) *videoBot {
+	t.Helper()
+	b := &videoBot{testBot: &testBot{byMID: make(map[string]*recvStream), csrcSeen: make(map[string]map[uint32]int),
+		tagSeen: make(map[uint32]map[byte]int), stop: make(chan struct{})}}
+	var err error
+	if b.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		t.Fatal(err)
+	}
+	b.pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		mid := ""
+		for _, x := range b.pc.GetTransceivers() {
+			if x.Receiver() == recv {
+				mid = x.Mid()
+			}
+		}
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			for {
+				pkt, _, err := tr.ReadRTP()
+				if err != nil {
+					return
+				}
+				b.record(mid, tr.Kind(), pkt)
+			}
+		}()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	offer, err := p.Offer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatalf("pion refused the offer: %v\n%s", err, offer)
+	}
+	audio, err := webrtc.NewTrackLocalStaticRTP(rtc.OpusCodec().RTPCodecCapability, "bot-audio", "bot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aSender, err := b.pc.AddTrack(audio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.video, err = webrtc.NewTrackLocalStaticRTP(rtc.VP8Codec().RTPCodecCapability, "bot-video", "bot"); err != nil {
+		t.Fatal(err)
+	}
+	vSender, err := b.pc.AddTrack(b.video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := rtc.CompleteAnswer(ctx, b.pc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Connect(ctx, answer); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			pkts, _, err := vSender.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, q := range pkts {
+				if _, ok := q.(*rtcp.PictureLossIndication); ok {
+					b.plis.Add(1)
+				}
+			}
+		}
+	}()
+	levelID := extID(aSender.GetParameters().RTPParameters, sdp.AudioLevelURI)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for seq := uint16(1); ; seq++ {
+			select {
+			case <-b.stop:
+				return
+			case <-tick.C:
+			}
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: []byte{'Z', 1, 2, 3}}
+			if levelID != 0 {
+				_ = pkt.Header.SetExtension(levelID, []byte{90})
+			}
+			_ = audio.WriteRTP(pkt)
+			if seq%3 == 0 {
+				pic := seq / 3
+				payload := vp8TestPayload(pic, pic%10 == 1, 0)
+				payload[4+10] = 'V'
+				_ = b.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: pic, Timestamp: uint32(pic) * 6000, Marker: true}, Payload: payload})
+			}
+		}
+	}()
+	return b
+}
+
+// TestBotLegSDKAnswerer: a bot answering as the SDK's pion/webrtc did (ICE-lite, DTLS server,
+// no transport-cc) on the SFU's leg: it hears the browser on an audio slot, the browser hears
+// and sees it, the SFU asks it for a key frame of its video (PLI on the leg), its PLI on a video
+// slot reaches the publisher's stream, its receiver reports are read; its close fails the
+// participant with ErrTransportFailed, as a pion connection's closed state did.
+func TestBotLegSDKAnswerer(t *testing.T) {
+	s := newTestSFU(t, Config{})
+	c, err := s.Conference("sdk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := clientAPI(t)
+	a := joinPeer(t, api, c, "A", true)
+	defer a.close()
+	closed := make(chan error, 1)
+	botP, err := c.AddBot("bot", BotOptions{DisplayName: "Bot", OnClosed: func(err error) { closed <- err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bot := connectVideoBot(t, sdkBotAPI(t), botP)
+	stopped := false
+	defer func() {
+		if !stopped {
+			bot.close()
+		}
+	}()
+	asrc := a.p.SourceID(StreamAudio)
+	eventually(t, "the bot hears A", func() bool { return bot.onSlots(asrc) >= 20 })
+	eventually(t, "A hears the bot", func() bool {
+		rs, ok := a.stream(trackID(StreamAudio, botP.SourceID(StreamAudio)))
+		return ok && rs.payloads['Z'] >= 10
+	})
+	eventually(t, "the SFU asks the bot for a key frame", func() bool { return bot.plis.Load() >= 1 })
+	eventually(t, "A sees the bot", func() bool {
+		rs, ok := a.stream(trackID(StreamVideo, botP.SourceID(StreamVideo)))
+		return ok && rs.packets >= 5
+	})
+
+	vsrc := a.p.SourceID(StreamVideo)
+	waitLayers(t, c, vsrc, "A's video published")
+	if err := botP.SubscribeVideo(0, vsrc, 320, 180); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "bot video slot", func() bool {
+		bot.mu.Lock()
+		defer bot.mu.Unlock()
+		rs := bot.byMID[rtc.VideoMID(0)]
+		return rs != nil && rs.payloads['0'] >= 5 && rs.csrc == vsrc
+	})
+	var slotSSRC uint32
+	for _, x := range bot.pc.GetTransceivers() {
+		if x.Mid() == rtc.VideoMID(0) {
+			for _, e := range x.Receiver().Tracks() {
+				slotSSRC = uint32(e.SSRC())
+			}
+		}
+	}
+	before := counterValue(s.metrics.keyframeRequests)
+	plisToA := counterValue(s.metrics.kinds[StreamVideo].plis)
+	eventually(t, "the bot's PLI reaches A's stream", func() bool {
+		_ = bot.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: slotSSRC}})
+		return counterValue(s.metrics.keyframeRequests) > before && counterValue(s.metrics.kinds[StreamVideo].plis) > plisToA
+	})
+	eventually(t, "the bot's receiver reports read", func() bool { return histogramCount(s.metrics.loss) > 0 })
+
+	close(bot.stop)
+	_ = bot.pc.Close()
+	bot.wg.Wait()
+	stopped = true
+	select {
+	case err := <-closed:
+		if !errors.Is(err, ErrTransportFailed) {
+			t.Fatalf("participant closed with %v, want ErrTransportFailed", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the bot's close did not end the participant")
+	}
+	if _, err := c.Participant("bot"); !errors.Is(err, ErrParticipantNotFound) {
+		t.Fatalf("bot still in the conference: %v", err)
+	}
+}
+
+func histogramCount(h prometheus.Histogram) uint64 {
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetHistogram().GetSampleCount()
+}
+
+// TestBotLegConnectErrors: Connect refuses a bad answer and a second answer; WaitConnected
+// before Connect says ErrNotConnected; a leg whose bot never answers ICE fails WaitConnected at
+// its context.
+func TestBotLegConnectErrors(t *testing.T) {
+	s := newTestSFU(t, Config{})
+	c, _ := s.Conference("errors")
+	p, err := c.AddBot("bot", BotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.WaitConnected(ctx); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("before Connect: %v", err)
+	}
+	if err := p.Connect(ctx, "garbage"); !errors.Is(err, leg.ErrBadAnswer) {
+		t.Fatalf("garbage answer: %v", err)
+	}
+	// An answer whose candidate nobody listens at.
+	mux, err := leg.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cand := mux.LocalAddr()
+	_ = mux.Close()
+	offer, _ := p.Offer(ctx)
+	o, err := leg.ParseOffer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := leg.NewCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, _ := leg.CertificateFingerprint(cert)
+	answer, err := o.Answer(leg.AnswerParams{Ufrag: "nobodyhere", Pwd: "nobodyherenobodyhere", Fingerprint: fp, Candidate: cand})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Connect(ctx, answer); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Connect(ctx, answer); !errors.Is(err, ErrAlreadyConnected) {
+		t.Fatalf("second answer: %v", err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if err := p.WaitConnected(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("unanswered checks: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// legBotEnd answers a bot participant's offer with an answering leg (the bot's end as the SDK
+// now builds it), counting the RTP packets it receives; it returns once the leg is connected.
+func legBotEnd(t testing.TB, p *Participant, got *atomic.Int64) *leg.Mux {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	offer, err := p.Offer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := leg.ParseOffer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux, err := leg.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := leg.NewCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, _ := leg.CertificateFingerprint(cert)
+	_, err = mux.NewLeg(leg.Config{LocalUfrag: "botleg", LocalPwd: "botlegpasswordbotlegpassword", RemoteUfrag: o.Ufrag,
+		RemoteFingerprints: o.Fingerprints, Certificate: cert, OnRTP: func(*rtp.Packet) { got.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := o.Answer(leg.AnswerParams{Ufrag: "botleg", Pwd: "botlegpasswordbotlegpassword", Fingerprint: fp, Candidate: mux.LocalAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Connect(ctx, answer); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return mux
+}
+
+// slottedUpstream is a browser's audio upstream once the conference has put it on the bot's
+// first audio slot (the browser then stops sending, so that only the caller drives it).
+func slottedUpstream(t testing.TB, c *Conference, a *testPeer, bot *Participant) *upstream {
+	t.Helper()
+	tt := &testing.T{}
+	src := a.p.SourceID(StreamAudio)
+	eventually(tt, "A on a bot slot", func() bool { return bot.AudioSlots()[0] == src })
+	if tt.Failed() {
+		t.Fatal("A never reached the bot's slot")
+	}
+	a.quiet()
+	time.Sleep(100 * time.Millisecond)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pubs[src].layers[0].Load()
+}
+
+// BenchmarkForwardAudioLeg is the whole forwarding cost of one audio packet to one bot through
+// the leg's write path (slot rewrite, SRTP, UDP on loopback), as BenchmarkForwardAudioPion is
+// through pion's.
+func BenchmarkForwardAudioLeg(b *testing.B) {
+	t := &testing.T{}
+	s, err := New(Config{Loopback: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	c, _ := s.Conference("bench")
+	a := joinPeer(t, clientAPI(t), c, "A", false)
+	defer a.close()
+	bot, err := c.AddBot("bot", BotOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var got atomic.Int64
+	mux := legBotEnd(b, bot, &got)
+	defer func() { _ = mux.Close() }()
+	u := slottedUpstream(b, c, a, bot)
+	pkt := audioPacket(0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		seq := uint16(30000 + i)
+		binary.BigEndian.PutUint16(pkt[2:], seq)
+		binary.BigEndian.PutUint32(pkt[4:], uint32(seq)*960)
+		u.handle(pkt, time.Now().UnixNano())
+	}
+}
+
+// TestForwardLegZeroAllocs: forwarding to a bot through its leg (rewrite, SRTP, send) and
+// receiving from a bot (its leg's packet to the upstream and its sinks) allocate nothing, and
+// the packets arrive.
+func TestForwardLegZeroAllocs(t *testing.T) {
+	s := newTestSFU(t, Config{})
+	c, _ := s.Conference("allocs")
+	a := joinPeer(t, clientAPI(t), c, "A", false)
+	defer a.close()
+	bot, err := c.AddBot("bot", BotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int64
+	mux := legBotEnd(t, bot, &got)
+	defer func() { _ = mux.Close() }()
+	u := slottedUpstream(t, c, a, bot)
+	pkt := audioPacket(0)
+	seq := uint16(30000)
+	before := got.Load()
+	if n := testing.AllocsPerRun(200, func() {
+		seq++
+		binary.BigEndian.PutUint16(pkt[2:], seq)
+		binary.BigEndian.PutUint32(pkt[4:], uint32(seq)*960)
+		u.handle(pkt, time.Now().UnixNano())
+	}); n != 0 {
+		t.Errorf("forwarding to a bot leg: %v allocations a packet", n)
+	}
+	eventually(t, "the bot's leg to receive them", func() bool { return got.Load()-before >= 150 })
+
+	// Receiving: the leg's callback with a bot's packet, to an upstream with sinks.
+	in, _, _ := testUpstream(t, StreamAudio, 4)
+	bl := &botLeg{p: bot, in: []botInbound{{ssrc: 1111, kind: StreamAudio, levelExt: 1, u: in}}}
+	var p rtp.Packet
+	if err := p.Unmarshal(audioPacket(1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(200, func() {
+		p.SequenceNumber++
+		p.Timestamp += 960
+		bl.onRTP(&p)
+	}); n != 0 {
+		t.Errorf("receiving from a bot leg: %v allocations a packet", n)
+	}
+}
