@@ -1,8 +1,6 @@
 package rtc
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -296,25 +294,6 @@ func NewBotAPI(s webrtc.SettingEngine) (*webrtc.API, error) {
 		return nil, err
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s)), nil
-}
-
-// GenerateCertificate makes a self-signed ECDSA P-256 certificate for DTLS, valid for a year.
-// Its fingerprint goes into the SDP, so no certificate authority is involved.
-func GenerateCertificate() (*webrtc.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("rtc: generate DTLS key: %w", err)
-	}
-	return CertificateFromKey(key, "switchboard")
-}
-
-// CertificateFromKey makes a self-signed DTLS certificate for key with the given common name.
-func CertificateFromKey(key *ecdsa.PrivateKey, commonName string) (*webrtc.Certificate, error) {
-	tmpl, err := CertificateTemplate(commonName)
-	if err != nil {
-		return nil, err
-	}
-	return webrtc.NewCertificate(key, *tmpl)
 }
 
 // CertificateTemplate is the template of the session's self-signed DTLS certificates: the
