@@ -538,3 +538,42 @@ func BenchmarkReaderPath(b *testing.B) {
 		p.step()
 	}
 }
+
+// FuzzRTCPFeedback feeds compound RTCP (seeded with what the service sends: reports, PLI, FIR,
+// REMB) to the reader's RTCP walk: bad input is skipped, never a panic, and feedback reaches only
+// the socket whose SSRC it names.
+func FuzzRTCPFeedback(f *testing.F) {
+	for _, pkts := range [][]rtcp.Packet{
+		{&rtcp.ReceiverReport{SSRC: 5, Reports: []rtcp.ReceptionReport{{SSRC: 99}}}, &rtcp.PictureLossIndication{SenderSSRC: 5, MediaSSRC: 99}},
+		{&rtcp.SenderReport{SSRC: 5}, &rtcp.FullIntraRequest{SenderSSRC: 5, FIR: []rtcp.FIREntry{{SSRC: 99, SequenceNumber: 1}, {SSRC: 3}}}},
+		{&rtcp.ReceiverEstimatedMaximumBitrate{SenderSSRC: 5, Bitrate: 2.5e6, SSRCs: []uint32{99, 4}}},
+		{&rtcp.TransportLayerNack{SenderSSRC: 5, MediaSSRC: 99, Nacks: []rtcp.NackPair{{PacketID: 7, LostPackets: 3}}}},
+	} {
+		b, err := rtcp.Marshal(pkts)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		v, err := NewVideoSocket(VideoSocketSettings{Direction: Sendonly,
+			SupportedSendFormats: []media.VideoFormat{{PixelFormat: media.I420, Width: 320, Height: 180, FrameRate: 30}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := NewVideoSocket(VideoSocketSettings{Direction: Sendonly,
+			SupportedSendFormats: []media.VideoFormat{{PixelFormat: media.I420, Width: 320, Height: 180, FrameRate: 30}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &MediaConfiguration{sent: []rtpRoute{{ssrc: 99, sock: v}, {ssrc: 98, sock: other}}}
+		m.ready.Store(true)
+		m.onRTCP(in)
+		if bytes.Contains(in, []byte{0, 0, 0, 98}) {
+			return // the input may name the other socket
+		}
+		if other.KeyFrameRequests() != 0 || other.estimate.Load() != int64(other.settings.MaxBitrateKbps)*1000 {
+			t.Errorf("feedback reached a socket the input does not name")
+		}
+	})
+}
