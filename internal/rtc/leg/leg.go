@@ -107,9 +107,10 @@ type Leg struct {
 	integrity stun.MessageIntegrity // with cfg.LocalPwd: binding requests' and our responses'
 	ice       *iceClient            // the offering end's ICE checks and consent; nil on the answering end
 
-	remote atomic.Pointer[netip.AddrPort] // set by the reader on USE-CANDIDATE
-	keys   atomic.Pointer[srtpKeys]       // set once the handshake is done
-	dtls   *dtlsConn
+	remote  atomic.Pointer[netip.AddrPort] // set by the reader on USE-CANDIDATE
+	checked atomic.Int64                   // unix ns of the latest valid binding request (answering end)
+	keys    atomic.Pointer[srtpKeys]       // set once the handshake is done
+	dtls    *dtlsConn
 
 	// The reader's own state for this leg.
 	pkt     rtp.Packet
@@ -242,6 +243,18 @@ func (l *Leg) Err() error {
 	l.errMu.Lock()
 	defer l.errMu.Unlock()
 	return l.err
+}
+
+// LastCheck is when the answering leg last took a valid binding request from its peer (its
+// connectivity checks, then its keepalives or consent refreshes); zero before the first. The
+// answering end keeps no timer of its own: its owner decides when a silent peer is gone (RFC
+// 7675: 30 s without consent).
+func (l *Leg) LastCheck() time.Time {
+	ns := l.checked.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // LocalUfrag is the leg's ICE ufrag.

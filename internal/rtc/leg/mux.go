@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/stun/v4"
 )
@@ -227,6 +228,7 @@ func (m *Mux) handleSTUN(b []byte, from netip.AddrPort) {
 		m.stats.stunDropped.Add(1)
 		return
 	}
+	l.checked.Store(time.Now().UnixNano())
 	if in.Contains(stun.AttrUseCandidate) && l.ice == nil && !m.nominate(l, from) {
 		m.stats.stunDropped.Add(1)
 		return
