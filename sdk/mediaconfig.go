@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -403,8 +404,17 @@ func (m *MediaConfiguration) negotiate(offerSDP string) (string, error) {
 	return answer, nil
 }
 
+// Consent on the answering side (RFC 7675): the service's ICE agent keeps checking the bot's
+// candidate (pion every 2 s, an offering leg every 5 s); a leg without a valid check for
+// consentTimeout has lost its peer, as pion's ICE agent decided with its failed state.
+const (
+	consentTimeout       = 30 * time.Second
+	consentCheckInterval = 5 * time.Second
+)
+
 // follow is the goroutine that follows the leg's state: the sockets learn when it connects and
-// when it ends, and a leg that fails (a failed handshake, a DTLS error) fails the call's media.
+// when it ends, and a leg that fails (a failed handshake, a DTLS error, no ICE check from the
+// service for the platform's consent timeout) fails the call's media.
 func (m *MediaConfiguration) follow(l *leg.Leg) {
 	defer m.watch.Done()
 	select {
@@ -417,15 +427,29 @@ func (m *MediaConfiguration) follow(l *leg.Leg) {
 	case <-m.stopWatch:
 		return
 	}
-	select {
-	case <-l.Done():
-	case <-m.stopWatch:
-		return
+	timeout, every := m.platform.consentTimeout, m.platform.consentCheck
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var err error
+wait:
+	for {
+		select {
+		case <-l.Done():
+			err = l.Err()
+			break wait
+		case <-m.stopWatch:
+			return
+		case now := <-tick.C:
+			if last := l.LastCheck(); now.Sub(last) > timeout {
+				err = fmt.Errorf("no ICE check from the service since %s: %w", last.Format(time.RFC3339), leg.ErrConsent)
+				break wait
+			}
+		}
 	}
 	for _, s := range m.sockets() {
 		s.connected(false)
 	}
-	if err := l.Err(); err != nil {
+	if err != nil {
 		m.log.Warn("media connection failed", "err", err)
 		m.fail(fmt.Errorf("sdk: media connection of call %s failed: %w", m.callID, err))
 		return

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/pion/webrtc/v4" // DTLSFingerprint, the type Fingerprints returns
 
@@ -86,6 +87,10 @@ type MediaPlatform struct {
 	fp        leg.Fingerprint
 	candidate netip.AddrPort // the answers' one ICE candidate
 
+	// A call's media fails after consentTimeout without an ICE check from the service, looked
+	// at every consentCheck (tests shorten them).
+	consentTimeout, consentCheck time.Duration
+
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 
@@ -142,8 +147,11 @@ func NewMediaPlatform(s MediaPlatformSettings) (*MediaPlatform, error) {
 		cert:      cert,
 		fp:        fp,
 		candidate: netip.AddrPortFrom(public, uint16(publicPort)),
-		calls:     map[*MediaConfiguration]struct{}{},
-		done:      make(chan struct{}),
+
+		consentTimeout: consentTimeout,
+		consentCheck:   consentCheckInterval,
+		calls:          map[*MediaConfiguration]struct{}{},
+		done:           make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.log.Info("media platform listening", "addr", conn.LocalAddr().String(), "candidate", p.candidate.String())

@@ -26,6 +26,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/internal/protocol"
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/leg"
 	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
 	"github.com/switchboard-rtc/switchboard/media"
 )
@@ -576,4 +577,72 @@ func FuzzRTCPFeedback(f *testing.F) {
 			t.Errorf("feedback reached a socket the input does not name")
 		}
 	})
+}
+
+// TestConsentLost: a service that stops reaching the bot (no ICE check, no packet: here the relay
+// between them stops) fails the call's media once the consent timeout has passed, with an error
+// wrapping leg.ErrConsent, as pion's failed ICE state did; the sockets go Inactive.
+func TestConsentLost(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var alog audioLog
+	asock, err := NewAudioSocket(alog.settings(Sendrecv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewMediaPlatform(MediaPlatformSettings{InternalIP: "127.0.0.1", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.consentTimeout, p.consentCheck = 4*time.Second, 50*time.Millisecond // pion checks every 2 s
+	cfg, err := p.CreateMediaConfiguration(asock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := make(chan error, 1)
+	cfg.onFailure(func(err error) { failed <- err })
+	peer, err := rtctest.New(rtctest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	offer, err := peer.Offer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := cfg.answer("consent", offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay, err := rtctest.NewRelay(p.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	if err := peer.Accept(rtctest.RewriteCandidates(answer, relay.Addr())); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-failed:
+		t.Fatalf("media failed while the service was there: %v", err)
+	case <-time.After(5 * time.Second): // consent held past the timeout
+	}
+	relay.Close()
+	select {
+	case err := <-failed:
+		if !errors.Is(err, leg.ErrConsent) {
+			t.Errorf("media failed with %v, want leg.ErrConsent", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("media did not fail after the service went silent")
+	}
+	if st := asock.SendStatus(); st != Inactive {
+		t.Errorf("send status %v after the failure, want Inactive", st)
+	}
+	cfg.close()
 }
