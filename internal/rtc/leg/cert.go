@@ -22,9 +22,9 @@ type Fingerprint struct {
 	Value     string
 }
 
-// NewCertificate makes a self-signed ECDSA P-256 certificate for DTLS from rtc's template, as
-// rtc.GenerateCertificate does for pion/webrtc (whose certificate type keeps the private key
-// to itself; the DTLS server here needs a tls.Certificate).
+// NewCertificate makes a self-signed ECDSA P-256 certificate for DTLS from rtc's template
+// (rtc.CertificateTemplate): both ends of a leg use it (the bot's media platform when it is given
+// none, the service for each bot leg).
 func NewCertificate() (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -241,11 +241,12 @@ func (m *Mux) handleSTUN(b []byte, from netip.AddrPort) {
 		m.stats.stunDropped.Add(1)
 		return
 	}
-	if _, err := m.conn.WriteToUDPAddrPort(out.Raw, from); err != nil {
-		m.stats.stunDropped.Add(1)
-		return
-	}
+	// Counted before the write, so that whoever reads the answer also sees it counted.
 	m.stats.stun.Add(1)
+	if _, err := m.conn.WriteToUDPAddrPort(out.Raw, from); err != nil {
+		m.stats.stun.Add(^uint64(0))
+		m.stats.stunDropped.Add(1)
+	}
 }
 
 // handleResponse hands a binding response to the offering leg of its sender's address, which
