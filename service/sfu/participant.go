@@ -61,7 +61,7 @@ type BotOptions struct {
 	OnClosed func(err error)
 }
 
-// ErrTransportFailed is what OnClosed receives when a peer connection failed.
+// ErrTransportFailed is what OnClosed receives when a peer connection or a bot leg failed.
 var ErrTransportFailed = errors.New("sfu: peer connection failed")
 
 // down is what a browser receives of one published stream.
