@@ -341,36 +341,26 @@ func legBotEnd(t testing.TB, p *Participant, got *atomic.Int64) *leg.Mux {
 	return mux
 }
 
-// slottedUpstream is a browser's audio upstream once the conference has put it on the bot's
-// first audio slot (the browser then stops sending, so that only the caller drives it).
-func slottedUpstream(t testing.TB, c *Conference, a *testPeer, bot *Participant) *upstream {
-	t.Helper()
-	tt := &testing.T{}
-	src := a.p.SourceID(StreamAudio)
-	eventually(tt, "A on a bot slot", func() bool { return bot.AudioSlots()[0] == src })
-	if tt.Failed() {
-		t.Fatal("A never reached the bot's slot")
-	}
-	a.quiet()
-	time.Sleep(100 * time.Millisecond)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pubs[src].layers[0].Load()
+// slotUpstream is an audio upstream whose one sink is the bot's first audio slot (the tests
+// drive it from their own goroutine, so no browser's reader may share it).
+func slotUpstream(s *SFU, bot *Participant) *upstream {
+	pub := &published{kind: StreamAudio, source: 42}
+	u := &upstream{pub: pub, ssrc: 1111, levelExt: 1, m: s.metrics.kinds[StreamAudio]}
+	list := []sink{bot.audioSlots[0]}
+	u.sinks.Store(&list)
+	return u
 }
 
 // BenchmarkForwardAudioLeg is the whole forwarding cost of one audio packet to one bot through
 // the leg's write path (slot rewrite, SRTP, UDP on loopback), as BenchmarkForwardAudioPion is
 // through pion's.
 func BenchmarkForwardAudioLeg(b *testing.B) {
-	t := &testing.T{}
 	s, err := New(Config{Loopback: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = s.Close() }()
 	c, _ := s.Conference("bench")
-	a := joinPeer(t, clientAPI(t), c, "A", false)
-	defer a.close()
 	bot, err := c.AddBot("bot", BotOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -378,7 +368,7 @@ func BenchmarkForwardAudioLeg(b *testing.B) {
 	var got atomic.Int64
 	mux := legBotEnd(b, bot, &got)
 	defer func() { _ = mux.Close() }()
-	u := slottedUpstream(b, c, a, bot)
+	u := slotUpstream(s, bot)
 	pkt := audioPacket(0)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -396,8 +386,6 @@ func BenchmarkForwardAudioLeg(b *testing.B) {
 func TestForwardLegZeroAllocs(t *testing.T) {
 	s := newTestSFU(t, Config{})
 	c, _ := s.Conference("allocs")
-	a := joinPeer(t, clientAPI(t), c, "A", false)
-	defer a.close()
 	bot, err := c.AddBot("bot", BotOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -405,7 +393,7 @@ func TestForwardLegZeroAllocs(t *testing.T) {
 	var got atomic.Int64
 	mux := legBotEnd(t, bot, &got)
 	defer func() { _ = mux.Close() }()
-	u := slottedUpstream(t, c, a, bot)
+	u := slotUpstream(s, bot)
 	pkt := audioPacket(0)
 	seq := uint16(30000)
 	before := got.Load()
