@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -420,5 +421,35 @@ func TestForwardLegZeroAllocs(t *testing.T) {
 		bl.onRTP(&p)
 	}); n != 0 {
 		t.Errorf("receiving from a bot leg: %v allocations a packet", n)
+	}
+}
+
+// TestBotCandidate: a bot leg announces the public address when there is one, else its socket's
+// address, else (a socket on every interface) an IPv4 address of the host; and its socket takes
+// a port of the range when there is one.
+func TestBotCandidate(t *testing.T) {
+	local := netip.MustParseAddrPort("0.0.0.0:40001")
+	s := &SFU{publicIP: netip.MustParseAddr("203.0.113.7")}
+	if got := s.botCandidate(local); got != netip.MustParseAddrPort("203.0.113.7:40001") {
+		t.Errorf("with a public address: %v", got)
+	}
+	s.publicIP = netip.Addr{}
+	if got := s.botCandidate(netip.MustParseAddrPort("127.0.0.1:40001")); got != netip.MustParseAddrPort("127.0.0.1:40001") {
+		t.Errorf("bound to loopback: %v", got)
+	}
+	if got := s.botCandidate(local); !got.Addr().Is4() || got.Addr().IsUnspecified() || got.Port() != 40001 {
+		t.Errorf("on every interface: %v", got)
+	}
+	lo, hi := freeRange(t, 20)
+	s = &SFU{cfg: Config{PortMin: lo, PortMax: hi}, botHost: netip.MustParseAddr("127.0.0.1")}
+	for range 3 {
+		conn, err := s.botSocket()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = conn.Close() }()
+		if p := conn.LocalAddr().(*net.UDPAddr).Port; p < int(lo) || p > int(hi) {
+			t.Errorf("bot socket on %d, outside %d-%d", p, lo, hi)
+		}
 	}
 }
