@@ -409,7 +409,7 @@ func (s *AudioSocket) start(call *callMedia) error {
 	ctx, cancel := context.WithCancel(call.ctx)
 	s.stopClock = cancel
 	s.wg.Add(2)
-	go s.clock(ctx)
+	go s.clock(ctx, call.clock())
 	go func() {
 		defer s.wg.Done()
 		s.events.run(s.stop, s.deliver, s.discard)
@@ -480,9 +480,9 @@ func (s *AudioSocket) Dropped() uint64 { return s.events.droppedCount() }
 // clock is the socket's 20 ms clock goroutine: each tick it mixes one received frame for the
 // bot and encodes one frame the bot sent. playout.Run keeps ticks on an absolute schedule, so
 // they do not drift; after a stall it runs a short burst of overdue ticks and skips older ones.
-func (s *AudioSocket) clock(ctx context.Context) {
+func (s *AudioSocket) clock(ctx context.Context, start time.Time) {
 	defer s.wg.Done()
-	_ = playout.Run(ctx, playout.FrameDuration, 0, func(t playout.Tick) {
+	_ = playout.Run(ctx, start, playout.FrameDuration, 0, func(t playout.Tick) {
 		s.tick(time.Duration(t.N) * playout.FrameDuration)
 	}, &s.clockStats)
 }

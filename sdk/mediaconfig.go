@@ -166,10 +166,11 @@ type callMedia struct {
 	ctx      context.Context // ends when the platform closes
 	callID   string
 	log      *slog.Logger
-	out      rtpWriter     // the call's transport, for RTCP (key frame requests)
-	lines    []rtc.Line    // the offer's lines of the socket's kind
-	receives bool          // the answer receives on one of them at least
-	audio    *AudioMetrics // the platform's (MediaPlatformSettings.AudioMetrics); nil: none
+	out      rtpWriter        // the call's transport, for RTCP (key frame requests)
+	lines    []rtc.Line       // the offer's lines of the socket's kind
+	receives bool             // the answer receives on one of them at least
+	audio    *AudioMetrics    // the platform's (MediaPlatformSettings.AudioMetrics); nil: none
+	clock    func() time.Time // when a socket's 20 ms clock starts (MediaPlatform.clockStart)
 }
 
 // lineDir is a direction of an m-line or of a socket on it, from the bot's side: whether it
@@ -394,7 +395,7 @@ func (m *MediaConfiguration) negotiate(offerSDP string) (string, error) {
 	}
 	for _, s := range m.sockets() {
 		if err := s.start(&callMedia{ctx: p.ctx, callID: m.callID, log: m.log, out: l, lines: offer.lines[s.lineKind()],
-			receives: receives[s], audio: p.settings.AudioMetrics}); err != nil {
+			receives: receives[s], audio: p.settings.AudioMetrics, clock: func() time.Time { return p.clockStart(time.Now()) }}); err != nil {
 			return "", err
 		}
 	}

@@ -7,14 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4" // DTLSFingerprint, the type Fingerprints returns
 
+	"github.com/switchboard-rtc/switchboard/internal/playout"
 	"github.com/switchboard-rtc/switchboard/internal/rtc/leg"
 )
 
@@ -94,6 +97,11 @@ type MediaPlatform struct {
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 
+	// The audio sockets' 20 ms clocks tick at phases spread over the frame (clockStart), from
+	// epoch; clocks counts the clocks started.
+	epoch  time.Time
+	clocks atomic.Uint64
+
 	mu     sync.Mutex
 	calls  map[*MediaConfiguration]struct{}
 	closed bool
@@ -150,6 +158,7 @@ func NewMediaPlatform(s MediaPlatformSettings) (*MediaPlatform, error) {
 
 		consentTimeout: consentTimeout,
 		consentCheck:   consentCheckInterval,
+		epoch:          time.Now(),
 		calls:          map[*MediaConfiguration]struct{}{},
 		done:           make(chan struct{}),
 	}
@@ -446,3 +455,20 @@ func callBot(log *slog.Logger, event string, f func()) {
 	}()
 	f()
 }
+
+// clockStart is when the next audio socket's 20 ms clock starts: within one frame from now, at
+// the next phase of a golden-ratio sequence over the frame (the k-th clock at frac(k/φ) of it,
+// counted from the platform's epoch). Calls that start together (a burst of answers, a load
+// generator's ramp) would otherwise tick together, and their mixing and decoding would queue
+// behind each other on every frame; spread, each tick finds the cores idler. The phase costs no
+// latency: packets arrive at any phase of the frame anyway.
+func (p *MediaPlatform) clockStart(now time.Time) time.Time {
+	const frame = playout.FrameDuration
+	k := p.clocks.Add(1)
+	phase := time.Duration(math.Mod(float64(k)*goldenFraction, 1) * float64(frame))
+	into := now.Sub(p.epoch) % frame
+	return now.Add((phase - into + frame) % frame)
+}
+
+// goldenFraction is 1/φ: its multiples modulo 1 spread over [0, 1) as evenly as any sequence can.
+const goldenFraction = 0.6180339887498949

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math/big"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/pion/rtp"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-rtc/switchboard/internal/playout"
 	"github.com/switchboard-rtc/switchboard/internal/protocol"
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 	"github.com/switchboard-rtc/switchboard/internal/rtc/leg"
@@ -645,4 +647,32 @@ func TestConsentLost(t *testing.T) {
 		t.Errorf("send status %v after the failure, want Inactive", st)
 	}
 	cfg.close()
+}
+
+// TestClockStartSpreadsPhases: audio clocks started at the same instant tick at phases spread
+// over the 20 ms frame, each within one frame of the start, and none two alike.
+func TestClockStartSpreadsPhases(t *testing.T) {
+	epoch := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := &MediaPlatform{epoch: epoch}
+	const n = 50
+	now := epoch.Add(7*time.Second + 3*time.Millisecond)
+	var phases []time.Duration
+	for range n {
+		start := p.clockStart(now)
+		if start.Before(now) || !start.Before(now.Add(playout.FrameDuration)) {
+			t.Fatalf("clock starts at %v, not within a frame of %v", start.Sub(now), now)
+		}
+		phases = append(phases, start.Sub(epoch)%playout.FrameDuration)
+	}
+	slices.Sort(phases)
+	// n points of a golden-ratio sequence leave gaps of at most three lengths, the smallest
+	// above frame/(n·φ²); a clustered schedule would have gaps of 0.
+	for i := 1; i < n; i++ {
+		if gap := phases[i] - phases[i-1]; gap < playout.FrameDuration/(n*3) {
+			t.Fatalf("phases %v and %v only %v apart: %v", phases[i-1], phases[i], gap, phases)
+		}
+	}
+	if spread := phases[n-1] - phases[0]; spread < playout.FrameDuration*9/10 {
+		t.Fatalf("phases cover %v of the %v frame", spread, playout.FrameDuration)
+	}
 }

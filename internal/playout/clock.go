@@ -50,11 +50,12 @@ func plan(elapsed, interval time.Duration, done int64, maxBurst int) (skip, run 
 }
 
 // Run calls fn once per interval on an absolute schedule (tick n at start +
-// n*interval) until ctx is done, and returns ctx's error. When the goroutine
-// was delayed, the overdue ticks are run back to back, at most maxBurst of
-// them (0 means DefaultMaxBurst); older ones are skipped. stats, when not
-// nil, is updated as it goes.
-func Run(ctx context.Context, interval time.Duration, maxBurst int, fn func(Tick), stats *ClockCounters) error {
+// n*interval; a start in the future is waited for, the zero time means now)
+// until ctx is done, and returns ctx's error. When the goroutine was delayed,
+// the overdue ticks are run back to back, at most maxBurst of them (0 means
+// DefaultMaxBurst); older ones are skipped. stats, when not nil, is updated as
+// it goes.
+func Run(ctx context.Context, start time.Time, interval time.Duration, maxBurst int, fn func(Tick), stats *ClockCounters) error {
 	if interval <= 0 {
 		interval = FrameDuration
 	}
@@ -64,8 +65,10 @@ func Run(ctx context.Context, interval time.Duration, maxBurst int, fn func(Tick
 	if stats == nil {
 		stats = new(ClockCounters)
 	}
-	start := time.Now()
-	timer := time.NewTimer(0)
+	if start.IsZero() {
+		start = time.Now()
+	}
+	timer := time.NewTimer(max(time.Until(start), 0))
 	defer timer.Stop()
 	var done int64
 	for {
@@ -140,7 +143,7 @@ func StartClock(ctx context.Context, interval time.Duration, fn func(Tick)) *Clo
 	c := &Clock{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
-		_ = Run(ctx, interval, 0, fn, &c.counters)
+		_ = Run(ctx, time.Time{}, interval, 0, fn, &c.counters)
 	}()
 	return c
 }

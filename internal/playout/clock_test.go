@@ -102,7 +102,7 @@ func TestClockRunsAndStops(t *testing.T) {
 func TestRunStopsWithContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	calls := 0
-	err := Run(ctx, time.Millisecond, 0, func(Tick) {
+	err := Run(ctx, time.Time{}, time.Millisecond, 0, func(Tick) {
 		calls++
 		if calls == 3 {
 			cancel()
@@ -133,5 +133,27 @@ func TestClockDrivesPlayout(t *testing.T) {
 	c.Close()
 	if len(frames) < 5 || <-frames != ComfortNoise {
 		t.Fatalf("%d frames", len(frames))
+	}
+}
+
+// TestRunWaitsForStart: a schedule that starts in the future runs its first tick no earlier.
+func TestRunWaitsForStart(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	start := time.Now().Add(30 * time.Millisecond)
+	var first time.Time
+	err := Run(ctx, start, time.Millisecond, 0, func(tk Tick) {
+		if first.IsZero() {
+			first = time.Now()
+			if tk.N != 0 {
+				t.Errorf("first tick is %d, want 0", tk.N)
+			}
+		}
+		cancel()
+	}, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run returned %v", err)
+	}
+	if first.Before(start) {
+		t.Fatalf("first tick %v before the start", start.Sub(first))
 	}
 }
