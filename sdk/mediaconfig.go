@@ -2,16 +2,13 @@ package sdk
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
 	"github.com/switchboard-rtc/switchboard/internal/protocol"
@@ -360,7 +357,7 @@ func (m *MediaConfiguration) negotiate(offerSDP string) (string, error) {
 			}
 		}
 		if dir.sends() {
-			ssrc, err := randomSSRC()
+			ssrc, err := leg.NewSSRC(func(s uint32) bool { return m.sender(s) != nil })
 			if err != nil {
 				return "", err
 			}
@@ -369,10 +366,7 @@ func (m *MediaConfiguration) negotiate(offerSDP string) (string, error) {
 			m.sent = append(m.sent, rtpRoute{ssrc: ssrc, sock: s, line: line})
 		}
 	}
-	if params.Ufrag, err = randomToken(8); err != nil {
-		return "", err
-	}
-	if params.Pwd, err = randomToken(24); err != nil {
+	if params.Ufrag, params.Pwd, err = leg.NewCredentials(); err != nil {
 		return "", err
 	}
 	answer, err := offer.offer.Answer(params)
@@ -473,49 +467,31 @@ func (m *MediaConfiguration) onRTP(pkt *rtp.Packet) {
 
 // onRTCP reads the far side's RTCP (the platform's reader): key frame requests (PLI, FIR) and
 // bandwidth estimates (REMB) go to the socket that sends the stream they name; reports and
-// NACKs are not used. It walks the compound packet without allocating.
+// NACKs are not used. leg.WalkRTCP walks the compound packet without allocating.
 func (m *MediaConfiguration) onRTCP(buf []byte) {
 	if !m.ready.Load() {
 		return
 	}
-	for len(buf) >= 4 {
-		var h rtcp.Header
-		if h.Unmarshal(buf) != nil {
-			return
-		}
-		n := (int(h.Length) + 1) * 4
-		if n > len(buf) {
-			return
-		}
-		p := buf[:n]
-		buf = buf[n:]
-		switch {
-		case h.Type == rtcp.TypePayloadSpecificFeedback && h.Count == rtcp.FormatPLI && len(p) >= 12:
-			if s := m.sender(binary.BigEndian.Uint32(p[8:])); s != nil {
-				s.onKeyFrameRequest()
-			}
-		case h.Type == rtcp.TypePayloadSpecificFeedback && h.Count == rtcp.FormatFIR:
-			for fci := p[min(12, len(p)):]; len(fci) >= 8; fci = fci[8:] {
-				if s := m.sender(binary.BigEndian.Uint32(fci)); s != nil {
-					s.onKeyFrameRequest()
-				}
-			}
-		case h.Type == rtcp.TypePayloadSpecificFeedback && h.Count == rtcp.FormatREMB && len(p) >= 20 && string(p[12:16]) == "REMB":
-			count := int(p[16])
-			exp := p[17] >> 2
-			mantissa := uint64(p[17]&3)<<16 | uint64(p[18])<<8 | uint64(p[19])
-			bps := int64(mantissa << exp)
-			if exp > 40 || bps < 0 {
-				bps = 1 << 62 // beyond any format: the socket caps it at MaxBitrateKbps
-			}
-			for ssrcs := p[20:]; count > 0 && len(ssrcs) >= 4; ssrcs, count = ssrcs[4:], count-1 {
-				if s := m.sender(binary.BigEndian.Uint32(ssrcs)); s != nil {
-					s.onEstimate(bps)
-				}
-			}
-		}
+	leg.WalkRTCP(buf, (*rtcpFeedback)(m))
+}
+
+// rtcpFeedback is a MediaConfiguration as leg.WalkRTCP's visitor.
+type rtcpFeedback MediaConfiguration
+
+func (f *rtcpFeedback) KeyFrame(ssrc uint32) {
+	if s := (*MediaConfiguration)(f).sender(ssrc); s != nil {
+		s.onKeyFrameRequest()
 	}
 }
+
+func (f *rtcpFeedback) Estimate(ssrc uint32, bps uint64) {
+	if s := (*MediaConfiguration)(f).sender(ssrc); s != nil {
+		s.onEstimate(int64(min(bps, math.MaxInt64))) // the socket caps it at MaxBitrateKbps
+	}
+}
+
+func (f *rtcpFeedback) Loss(uint32, uint8) {}
+func (f *rtcpFeedback) NACK()              {}
 
 // sender is the socket that sends with ssrc, or nil.
 func (m *MediaConfiguration) sender(ssrc uint32) mediaSocket {
@@ -525,28 +501,6 @@ func (m *MediaConfiguration) sender(ssrc uint32) mediaSocket {
 		}
 	}
 	return nil
-}
-
-// randomSSRC is a random non-zero SSRC.
-func randomSSRC() (uint32, error) {
-	var b [4]byte
-	for {
-		if _, err := rand.Read(b[:]); err != nil {
-			return 0, fmt.Errorf("sdk: random SSRC: %w", err)
-		}
-		if v := binary.BigEndian.Uint32(b[:]); v != 0 {
-			return v, nil
-		}
-	}
-}
-
-// randomToken is n random bytes in hex: ICE credentials (ice-char is alphanumeric, + and /).
-func randomToken(n int) (string, error) {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("sdk: random ICE credential: %w", err)
-	}
-	return hex.EncodeToString(b), nil
 }
 
 // intersect is the answer's direction for an m-line that the socket wants in direction want

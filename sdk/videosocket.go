@@ -13,6 +13,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/leg"
 	"github.com/switchboard-rtc/switchboard/internal/vp8"
 	"github.com/switchboard-rtc/switchboard/internal/yuv"
 	"github.com/switchboard-rtc/switchboard/media"
@@ -427,11 +428,7 @@ func (r *videoReceiver) sequence(seq uint16) {
 // keyFrameRequest is a PLI (RFC 4585 6.3.1) for the stream received last, marshalled into r's
 // buffer; its sender SSRC is the socket's own stream (0 when it sends none).
 func (r *videoReceiver) keyFrameRequest() []byte {
-	b := r.pli[:]
-	b[0], b[1], b[2], b[3] = 0x80|rtcp.FormatPLI, byte(rtcp.TypePayloadSpecificFeedback), 0, 2
-	binary.BigEndian.PutUint32(b[4:], r.s.ssrc)
-	binary.BigEndian.PutUint32(b[8:], r.ssrc)
-	return b
+	return leg.PLI(&r.pli, r.s.ssrc, r.ssrc)
 }
 
 // packet takes one RTP packet, hands every frame it completes to the event goroutine, and

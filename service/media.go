@@ -27,8 +27,8 @@ import (
 // mux: browsers come from distinct addresses), and every bot leg takes a port of its own from
 // the range. The bot legs need their own ports because one bot process receives all its calls
 // on one UDP port: two connections between the same pair of sockets could not be told apart.
-// With a single port (min = max) or UDPAddr, every connection shares that one socket; a bot
-// process then gets media for one call at a time.
+// With a single port (min = max) or UDPAddr, browsers share that one socket and every bot leg
+// takes a port the system picks on the same address.
 type Conferencing struct {
 	// UDPAddr, if set, is the one media socket every connection shares, host:port (port 0: a
 	// free one). Empty: as the configuration's mediaPorts say (above), on 127.0.0.1 when the

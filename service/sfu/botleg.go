@@ -2,8 +2,6 @@ package sfu
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
@@ -38,7 +36,8 @@ type botLeg struct {
 	closed bool
 
 	// The reader's own (set by Connect before the leg exists).
-	in []botInbound
+	in       []botInbound
+	feedback botFeedback // onRTCP's visitor (a field: on the stack it would escape to the heap)
 }
 
 // botLine is one m-line of the leg and what the SFU sends on it.
@@ -71,17 +70,14 @@ func (p *Participant) newBotLeg(tracks []*downTrack, fbs []feedback) (*botLeg, e
 		_ = b.mux.Close()
 		return nil, err
 	}
-	if b.ufrag, err = randomToken(16); err != nil {
-		return fail(err)
-	}
-	if b.pwd, err = randomToken(32); err != nil {
-		return fail(err)
+	if b.ufrag, b.pwd, err = leg.NewCredentials(); err != nil {
+		return fail(fmt.Errorf("sfu: bot %q: %w", p.id, err))
 	}
 	var offer []leg.OfferLine
 	for i, line := range p.layout.Lines() {
-		ssrc, err := b.newSSRC()
+		ssrc, err := leg.NewSSRC(func(s uint32) bool { return b.fb[s] != nil })
 		if err != nil {
-			return fail(err)
+			return fail(fmt.Errorf("sfu: bot %q: %w", p.id, err))
 		}
 		b.lines = append(b.lines, botLine{line: line, ssrc: ssrc, track: tracks[i]})
 		b.fb[ssrc] = fbs[i]
@@ -100,32 +96,6 @@ func (p *Participant) newBotLeg(tracks []*downTrack, fbs []feedback) (*botLeg, e
 		return fail(fmt.Errorf("sfu: offer for bot %q: %w", p.id, err))
 	}
 	return b, nil
-}
-
-// newSSRC is a random SSRC not 0 and not yet one of the leg's.
-func (b *botLeg) newSSRC() (uint32, error) {
-	var x [4]byte
-	for {
-		if _, err := rand.Read(x[:]); err != nil {
-			return 0, fmt.Errorf("sfu: SSRC: %w", err)
-		}
-		if s := binary.BigEndian.Uint32(x[:]); s != 0 && b.fb[s] == nil {
-			return s, nil
-		}
-	}
-}
-
-// randomToken is n random letters (ICE ufrag and password characters).
-func randomToken(n int) (string, error) {
-	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("sfu: ICE credentials: %w", err)
-	}
-	for i := range b {
-		b[i] = letters[int(b[i])%len(letters)]
-	}
-	return string(b), nil
 }
 
 // connect reads the bot's answer and starts the leg: ICE checks toward the answer's candidate,
@@ -303,48 +273,46 @@ func (b *botLeg) sendPLI(ssrc uint32) {
 		return
 	}
 	var pli [12]byte
-	pli[0], pli[1], pli[3] = 0x80|fmtPLI, rtcpPSFB, 2 // V=2, FMT=1, PT=206, length 2 words after the first
-	binary.BigEndian.PutUint32(pli[8:], ssrc)
-	_ = l.WriteRTCP(pli[:])
+	_ = l.WriteRTCP(leg.PLI(&pli, 0, ssrc))
 }
 
 // onRTCP is the leg's OnRTCP, on the Mux's reader: key frame requests, estimates and loss
 // reports about the streams the SFU sends the bot go to their sinks, as a browser's do
 // (readFeedback); NACKs are counted, not answered.
 func (b *botLeg) onRTCP(buf []byte) {
-	v := botFeedback{b: b, now: time.Now().UnixNano()}
-	if !walkRTCP(buf, &v) {
+	b.feedback = botFeedback{b: b, now: time.Now().UnixNano()}
+	if !leg.WalkRTCP(buf, &b.feedback) {
 		b.m.malformedRTCP.Inc()
 	}
 }
 
-// botFeedback is walkRTCP's visitor for one compound packet.
+// botFeedback is leg.WalkRTCP's visitor for one compound packet.
 type botFeedback struct {
 	b   *botLeg
 	now int64
 }
 
-func (v *botFeedback) keyframe(ssrc uint32) {
+func (v *botFeedback) KeyFrame(ssrc uint32) {
 	if fb := v.b.fb[ssrc]; fb != nil {
 		v.b.m.keyframeRequests.Inc()
 		fb.keyframeRequested(v.now)
 	}
 }
 
-func (v *botFeedback) estimate(ssrc uint32, bps uint64) {
+func (v *botFeedback) Estimate(ssrc uint32, bps uint64) {
 	if fb := v.b.fb[ssrc]; fb != nil && bps > 0 {
 		fb.estimate(int64(min(bps, math.MaxInt64)), v.now)
 	}
 }
 
-func (v *botFeedback) loss(ssrc uint32, fraction uint8) {
+func (v *botFeedback) Loss(ssrc uint32, fraction uint8) {
 	if fb := v.b.fb[ssrc]; fb != nil {
 		v.b.m.loss.Observe(float64(fraction) / 256)
 		fb.loss(fraction, v.now)
 	}
 }
 
-func (v *botFeedback) nack() { v.b.m.nacks.Inc() }
+func (v *botFeedback) NACK() { v.b.m.nacks.Inc() }
 
 // legWriter writes a down track's packets to a bot leg. Only its sink's forward calls it (under
 // the sink's lock), so its packet is its own.

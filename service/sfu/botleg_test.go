@@ -422,6 +422,14 @@ func TestForwardLegZeroAllocs(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("receiving from a bot leg: %v allocations a packet", n)
 	}
+
+	// Its RTCP: walked, and looked up by SSRC.
+	bl.m, bl.fb = s.metrics, map[uint32]feedback{}
+	var pli [12]byte
+	raw := leg.PLI(&pli, 1111, 4242)
+	if n := testing.AllocsPerRun(200, func() { bl.onRTCP(raw) }); n != 0 {
+		t.Errorf("a bot leg's RTCP: %v allocations a packet", n)
+	}
 }
 
 // TestBotCandidate: a bot leg announces the public address when there is one, else its socket's

@@ -2,14 +2,13 @@
 // pion/stun, DTLS with pion/dtls, and SRTP with pion/srtp, all on one UDP socket a process (Mux)
 // read by one goroutine that decrypts each packet and hands it to the leg's callback, with no
 // goroutine or channel per packet (docs/transport.md). Both ends of the leg are here and share
-// the Mux, its reader and the SRTP path:
+// the Mux, its reader, the SRTP path and WalkRTCP (the RTCP feedback both ends read):
 //
 //   - The answering (bot) end: ParseOffer reads the service's offer, Mux.NewLeg adds an ICE-lite
 //     leg with a DTLS server, Offer.Answer writes its answer. It talks to a pion/webrtc offerer
-//     built as the service builds its bot legs.
-//   - The offering (service) end: the service's offer is made as today (pion/webrtc,
-//     rtc.CompleteOffer) and RewriteOffer puts the leg's ICE credentials, fingerprint and one
-//     host candidate (the Mux's address) into it; ParseAnswer reads the answer and
+//     too (the SDK's tests drive it with one).
+//   - The offering (service) end: BuildOffer writes the service's offer (the leg's ICE
+//     credentials, fingerprint and one host candidate, the Mux's address); ParseAnswer reads the answer and
 //     Answer.OfferConfig fills an OfferConfig for Mux.NewOfferLeg, which sends ICE checks
 //     (controlling, aggressive nomination) to the answer's candidate, runs a DTLS client once
 //     one is answered, and keeps consent (a check every ConsentInterval, ErrConsent after

@@ -2,9 +2,12 @@ package leg
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/pion/sdp/v3"
 )
 
 // legAnswer is the answer a leg makes to the test offer rewritten for an offering leg.
@@ -101,4 +104,60 @@ func FuzzParseAnswer(f *testing.F) {
 			t.Fatalf("rewrite: %v", err)
 		}
 	})
+}
+
+// RewriteOffer (tests only: the service writes its offers with BuildOffer) puts an offering
+// leg's ICE credentials, fingerprint and one host candidate into an offer made by pion/webrtc
+// (rtc.CompleteOffer), so that the offering leg can be tried with pion's offer too: the ufrag,
+// password and fingerprint attributes are replaced where they are (session or media level),
+// the candidates of every accepted m-line give way to the leg's one, and setup stays as
+// offered (actpass: the bot's answer takes the DTLS server's role).
+func RewriteOffer(offer string, ufrag, pwd string, fp Fingerprint, candidate netip.AddrPort) (string, error) {
+	if ufrag == "" || pwd == "" || fp.Value == "" || !candidate.IsValid() {
+		return "", fmt.Errorf("leg: rewrite offer needs ICE credentials, a fingerprint and a candidate: %w", ErrBadConfig)
+	}
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(offer); err != nil {
+		return "", fmt.Errorf("leg: parse offer to rewrite: %w: %w", ErrBadOffer, err)
+	}
+	if len(d.MediaDescriptions) == 0 {
+		return "", fmt.Errorf("leg: offer to rewrite has no m-lines: %w", ErrBadOffer)
+	}
+	fpValue := fp.Algorithm + " " + fp.Value
+	rewrite := func(attrs []sdp.Attribute, media bool) []sdp.Attribute {
+		out := attrs[:0]
+		fpDone := false
+		for _, a := range attrs {
+			switch a.Key {
+			case "ice-ufrag":
+				a.Value = ufrag
+			case "ice-pwd":
+				a.Value = pwd
+			case "fingerprint":
+				if fpDone {
+					continue
+				}
+				a.Value, fpDone = fpValue, true
+			case "candidate", "end-of-candidates":
+				continue
+			}
+			out = append(out, a)
+		}
+		if media {
+			out = append(out, sdp.NewAttribute("candidate", hostCandidate(candidate)), sdp.NewPropertyAttribute("end-of-candidates"))
+		}
+		return out
+	}
+	d.Attributes = rewrite(d.Attributes, false)
+	for _, m := range d.MediaDescriptions {
+		m.Attributes = rewrite(m.Attributes, m.MediaName.Port.Value != 0)
+	}
+	if u, p, fps := iceAndDTLS(&d); u != ufrag || p != pwd || len(fps) == 0 {
+		return "", fmt.Errorf("leg: offer to rewrite lacks ICE credentials or a fingerprint: %w", ErrBadOffer)
+	}
+	out, err := d.Marshal()
+	if err != nil {
+		return "", fmt.Errorf("leg: write rewritten offer: %w", err)
+	}
+	return string(out), nil
 }

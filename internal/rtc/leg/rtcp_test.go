@@ -1,4 +1,4 @@
-package sfu
+package leg
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 	"github.com/pion/rtcp"
 )
 
-// rtcpSeen records what walkRTCP tells.
+// rtcpSeen records what WalkRTCP tells.
 type rtcpSeen struct {
 	keyframes []uint32
 	estimates map[uint32]uint64
@@ -18,12 +18,12 @@ func newRTCPSeen() *rtcpSeen {
 	return &rtcpSeen{estimates: map[uint32]uint64{}, losses: map[uint32]uint8{}}
 }
 
-func (s *rtcpSeen) keyframe(ssrc uint32)             { s.keyframes = append(s.keyframes, ssrc) }
-func (s *rtcpSeen) estimate(ssrc uint32, bps uint64) { s.estimates[ssrc] = bps }
-func (s *rtcpSeen) loss(ssrc uint32, fraction uint8) { s.losses[ssrc] = fraction }
-func (s *rtcpSeen) nack()                            { s.nacks++ }
+func (s *rtcpSeen) KeyFrame(ssrc uint32)             { s.keyframes = append(s.keyframes, ssrc) }
+func (s *rtcpSeen) Estimate(ssrc uint32, bps uint64) { s.estimates[ssrc] = bps }
+func (s *rtcpSeen) Loss(ssrc uint32, fraction uint8) { s.losses[ssrc] = fraction }
+func (s *rtcpSeen) NACK()                            { s.nacks++ }
 
-// realRTCP is a compound packet as a bot's pion sends it: a receiver report, a NACK, a PLI, a
+// realRTCP is a compound packet as a bot sends it: a receiver report, a NACK, a PLI, a
 // FIR, a REMB and an SDES.
 func realRTCP(t testing.TB) []byte {
 	t.Helper()
@@ -42,14 +42,14 @@ func realRTCP(t testing.TB) []byte {
 	return raw
 }
 
-// TestWalkRTCP: walkRTCP reads what pion/rtcp writes as pion reads it (report blocks, NACK,
+// TestWalkRTCP: WalkRTCP reads what pion/rtcp writes as pion reads it (report blocks, NACK,
 // PLI, FIR entries, REMB's bitrate and SSRCs), allocates nothing, and refuses truncated and
 // malformed packets.
 func TestWalkRTCP(t *testing.T) {
 	raw := realRTCP(t)
 	s := newRTCPSeen()
-	if !walkRTCP(raw, s) {
-		t.Fatal("walkRTCP refused pion's compound packet")
+	if !WalkRTCP(raw, s) {
+		t.Fatal("WalkRTCP refused pion's compound packet")
 	}
 	pkts, err := rtcp.Unmarshal(raw)
 	if err != nil {
@@ -65,30 +65,30 @@ func TestWalkRTCP(t *testing.T) {
 	if s.losses[100] != 12 || s.losses[101] != 200 || s.losses[105] != 3 || len(s.losses) != 3 || s.nacks != 1 {
 		t.Errorf("losses %v nacks %d", s.losses, s.nacks)
 	}
-	if n := testing.AllocsPerRun(100, func() { walkRTCP(raw, nopVisitor{}) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { WalkRTCP(raw, nopVisitor{}) }); n != 0 {
 		t.Errorf("%v allocations a compound packet", n)
 	}
 	for i := range len(raw) {
-		if walkRTCP(raw[:i], nopVisitor{}) && i%4 != 0 {
+		if WalkRTCP(raw[:i], nopVisitor{}) && i%4 != 0 {
 			t.Errorf("accepted %d of %d bytes", i, len(raw))
 		}
 	}
 	bad := append([]byte(nil), raw...)
 	bad[0] = 0x40 // version 1
-	if walkRTCP(bad, nopVisitor{}) {
+	if WalkRTCP(bad, nopVisitor{}) {
 		t.Error("accepted version 1")
 	}
 }
 
 type nopVisitor struct{}
 
-func (nopVisitor) keyframe(uint32)         {}
-func (nopVisitor) estimate(uint32, uint64) {}
-func (nopVisitor) loss(uint32, uint8)      {}
-func (nopVisitor) nack()                   {}
+func (nopVisitor) KeyFrame(uint32)         {}
+func (nopVisitor) Estimate(uint32, uint64) {}
+func (nopVisitor) Loss(uint32, uint8)      {}
+func (nopVisitor) NACK()                   {}
 
-// FuzzWalkRTCP: no input makes walkRTCP panic; what pion/rtcp reads as PLIs and FIRs,
-// walkRTCP reads as the same key frame requests.
+// FuzzWalkRTCP: no input makes WalkRTCP panic; what pion/rtcp reads as PLIs and FIRs,
+// WalkRTCP reads as the same key frame requests.
 func FuzzWalkRTCP(f *testing.F) {
 	f.Add(realRTCP(f))
 	for _, p := range []rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: 7}, &rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 1e9, SSRCs: []uint32{1}},
@@ -99,7 +99,7 @@ func FuzzWalkRTCP(f *testing.F) {
 	f.Add([]byte{0xa0, 201, 0, 1, 0, 0, 0, 4})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := newRTCPSeen()
-		ok := walkRTCP(b, s)
+		ok := WalkRTCP(b, s)
 		pkts, err := rtcp.Unmarshal(b)
 		if err != nil || !ok {
 			return
@@ -116,12 +116,55 @@ func FuzzWalkRTCP(f *testing.F) {
 			}
 		}
 		if len(want) != len(s.keyframes) {
-			t.Fatalf("pion reads key frame requests for %v, walkRTCP for %v", want, s.keyframes)
+			t.Fatalf("pion reads key frame requests for %v, WalkRTCP for %v", want, s.keyframes)
 		}
 		for i := range want {
 			if want[i] != s.keyframes[i] {
-				t.Fatalf("pion reads key frame requests for %v, walkRTCP for %v", want, s.keyframes)
+				t.Fatalf("pion reads key frame requests for %v, WalkRTCP for %v", want, s.keyframes)
 			}
 		}
 	})
+}
+
+// TestPLI: PLI writes what pion/rtcp reads as that PLI.
+func TestPLI(t *testing.T) {
+	var b [12]byte
+	pkts, err := rtcp.Unmarshal(PLI(&b, 7, 0x01020304))
+	if err != nil || len(pkts) != 1 {
+		t.Fatalf("pion reads %v, %v", pkts, err)
+	}
+	if p, ok := pkts[0].(*rtcp.PictureLossIndication); !ok || p.SenderSSRC != 7 || p.MediaSSRC != 0x01020304 {
+		t.Fatalf("pion reads %#v", pkts[0])
+	}
+}
+
+// TestNewCredentials: ICE credentials of ice-chars, of the lengths RFC 8445 needs, never the
+// same twice; SSRCs are never 0 nor taken.
+func TestNewCredentials(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		u, p, err := NewCredentials()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(u) != 16 || len(p) != 32 || seen[u] || seen[p] {
+			t.Fatalf("credentials %q %q", u, p)
+		}
+		seen[u], seen[p] = true, true
+		for _, c := range u + p {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+				t.Fatalf("credential character %q", c)
+			}
+		}
+	}
+	var first uint32
+	for i := range 100 {
+		s, err := NewSSRC(func(s uint32) bool { return i > 0 && s == first })
+		if err != nil || s == 0 || i > 0 && s == first {
+			t.Fatalf("SSRC %d, %v", s, err)
+		}
+		if i == 0 {
+			first = s
+		}
+	}
 }

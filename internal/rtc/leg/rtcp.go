@@ -1,4 +1,4 @@
-package sfu
+package leg
 
 import "encoding/binary"
 
@@ -15,18 +15,19 @@ const (
 	fmtAFB  = 15 // PSFB: application layer feedback (REMB)
 )
 
-// rtcpVisitor gets what walkRTCP finds, stream by stream (ssrc: the media SSRC the feedback is
-// about, one of the receiver's incoming streams).
-type rtcpVisitor interface {
-	keyframe(ssrc uint32)             // PLI or FIR
-	estimate(ssrc uint32, bps uint64) // REMB, once per SSRC it names
-	loss(ssrc uint32, fraction uint8) // a report block of an SR or RR
-	nack()                            // a generic NACK (not answered on a bot leg)
+// RTCPVisitor gets what WalkRTCP finds, stream by stream (ssrc: the media SSRC the feedback is
+// about, one of the streams the receiver of the RTCP sends).
+type RTCPVisitor interface {
+	KeyFrame(ssrc uint32)             // PLI or FIR
+	Estimate(ssrc uint32, bps uint64) // REMB, once per SSRC it names
+	Loss(ssrc uint32, fraction uint8) // a report block of an SR or RR
+	NACK()                            // a generic NACK
 }
 
-// walkRTCP reads a compound RTCP packet without allocating and tells v what it carries. It
-// stops at the first malformed packet and reports false (what came before it was told).
-func walkRTCP(b []byte, v rtcpVisitor) bool {
+// WalkRTCP reads a compound RTCP packet (a leg's OnRTCP buffer) without allocating and tells v
+// what it carries. It stops at the first malformed packet and reports false (what came before
+// it was told).
+func WalkRTCP(b []byte, v RTCPVisitor) bool {
 	if len(b) == 0 {
 		return false
 	}
@@ -59,14 +60,14 @@ func walkRTCP(b []byte, v rtcpVisitor) bool {
 			}
 			for i := range count {
 				blk := pkt[off+24*i:]
-				v.loss(binary.BigEndian.Uint32(blk), blk[4])
+				v.Loss(binary.BigEndian.Uint32(blk), blk[4])
 			}
 		case rtcpRTPFB:
 			if count == fmtNACK {
 				if len(pkt) < 16 {
 					return false
 				}
-				v.nack()
+				v.NACK()
 			}
 		case rtcpPSFB:
 			if len(pkt) < 12 {
@@ -74,14 +75,14 @@ func walkRTCP(b []byte, v rtcpVisitor) bool {
 			}
 			switch count {
 			case fmtPLI:
-				v.keyframe(binary.BigEndian.Uint32(pkt[8:]))
+				v.KeyFrame(binary.BigEndian.Uint32(pkt[8:]))
 			case fmtFIR:
 				fci := pkt[12:]
 				if len(fci)%8 != 0 {
 					return false
 				}
 				for ; len(fci) >= 8; fci = fci[8:] {
-					v.keyframe(binary.BigEndian.Uint32(fci))
+					v.KeyFrame(binary.BigEndian.Uint32(fci))
 				}
 			case fmtAFB:
 				// REMB: "REMB", the SSRC count, 6 bits of exponent and 18 of mantissa, the SSRCs.
@@ -100,10 +101,19 @@ func walkRTCP(b []byte, v rtcpVisitor) bool {
 					bps = 1<<64 - 1
 				}
 				for i := range ssrcs {
-					v.estimate(binary.BigEndian.Uint32(fci[8+4*i:]), bps)
+					v.Estimate(binary.BigEndian.Uint32(fci[8+4*i:]), bps)
 				}
 			}
 		}
 	}
 	return true
+}
+
+// PLI writes a picture loss indication (RFC 4585 6.3.1) from senderSSRC about mediaSSRC into b
+// and returns it, ready for WriteRTCP.
+func PLI(b *[12]byte, senderSSRC, mediaSSRC uint32) []byte {
+	b[0], b[1], b[2], b[3] = 0x80|fmtPLI, rtcpPSFB, 0, 2 // V=2, FMT=1, PT=206, 2 words after the first
+	binary.BigEndian.PutUint32(b[4:], senderSSRC)
+	binary.BigEndian.PutUint32(b[8:], mediaSSRC)
+	return b[:]
 }
