@@ -230,7 +230,8 @@ func (b *botLeg) close() {
 }
 
 // onRTP is the leg's OnRTP, on the Mux's reader: the packet goes to the upstream of its SSRC
-// (made at its first packet). Packets of SSRCs the answer did not announce are dropped.
+// (made at its first packet). Packets of SSRCs the answer did not announce are dropped and
+// counted.
 func (b *botLeg) onRTP(pkt *rtp.Packet) {
 	for i := range b.in {
 		in := &b.in[i]
@@ -243,6 +244,7 @@ func (b *botLeg) onRTP(pkt *rtp.Packet) {
 		in.u.handlePacket(pkt, time.Now().UnixNano())
 		return
 	}
+	b.m.unannounced.Inc()
 }
 
 // publish makes the upstream of a stream of the bot at its first packet and adds it to the

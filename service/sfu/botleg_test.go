@@ -435,8 +435,16 @@ func TestForwardLegZeroAllocs(t *testing.T) {
 		t.Errorf("receiving from a bot leg: %v allocations a packet", n)
 	}
 
-	// Its RTCP: walked, and looked up by SSRC.
+	// A packet of an SSRC the answer did not announce: dropped, counted.
 	bl.m, bl.fb = s.metrics, map[uint32]feedback{}
+	stray := p
+	stray.SSRC = 2222
+	bl.onRTP(&stray)
+	if n := counterValue(s.metrics.unannounced); n != 1 {
+		t.Errorf("unannounced packets counted %v, want 1", n)
+	}
+
+	// Its RTCP: walked, and looked up by SSRC.
 	var pli [12]byte
 	raw := leg.PLI(&pli, 1111, 4242)
 	if n := testing.AllocsPerRun(200, func() { bl.onRTCP(raw) }); n != 0 {

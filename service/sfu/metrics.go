@@ -23,6 +23,7 @@ type metrics struct {
 	malformedRTCP    prometheus.Counter
 	keyframeRequests prometheus.Counter
 	nacks            prometheus.Counter
+	unannounced      prometheus.Counter
 	loss             prometheus.Histogram
 	participants     prometheus.Gauge
 	conferences      prometheus.Gauge
@@ -46,6 +47,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "keyframe_requests_received_total", Help: "PLI and FIR packets received from receivers."}),
 		nacks: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "sfu",
 			Name: "nacks_received_total", Help: "Generic NACK packets received from receivers (answered from the retransmission buffer)."}),
+		unannounced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "sfu",
+			Name: "bot_packets_unannounced_total", Help: "RTP packets from bots with an SSRC their answer did not announce (dropped)."}),
 		loss: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "switchboard", Subsystem: "sfu",
 			Name: "receiver_loss_ratio", Help: "Fraction lost in receivers' reports on forwarded streams.",
 			Buckets: []float64{0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5}}),
@@ -63,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{in, out, outBytes, bad, plis, m.malformedRTCP, m.keyframeRequests,
-		m.nacks, m.loss, m.participants, m.conferences} {
+		m.nacks, m.unannounced, m.loss, m.participants, m.conferences} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if errors.As(err, &already) {
