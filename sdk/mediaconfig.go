@@ -490,8 +490,8 @@ func (f *rtcpFeedback) Estimate(ssrc uint32, bps uint64) {
 	}
 }
 
-func (f *rtcpFeedback) Loss(uint32, uint8) {}
-func (f *rtcpFeedback) NACK()              {}
+func (f *rtcpFeedback) Loss(uint32, uint8)          {}
+func (f *rtcpFeedback) NACK(uint32, uint16, uint16) {}
 
 // sender is the socket that sends with ssrc, or nil.
 func (m *MediaConfiguration) sender(ssrc uint32) mediaSocket {

@@ -37,7 +37,8 @@ type botLeg struct {
 
 	// The reader's own (set by Connect before the leg exists).
 	in       []botInbound
-	feedback botFeedback // onRTCP's visitor (a field: on the stack it would escape to the heap)
+	writers  map[uint32]*legWriter // by the SFU's SSRC on each line (NACKs are answered from them)
+	feedback botFeedback           // onRTCP's visitor (a field: on the stack it would escape to the heap)
 }
 
 // botLine is one m-line of the leg and what the SFU sends on it.
@@ -134,6 +135,10 @@ func (b *botLeg) connect(answer string) error {
 		return fmt.Errorf("sfu: connect bot %q: %w", p.id, ErrAlreadyConnected)
 	}
 	b.in = in
+	b.writers = make(map[uint32]*legWriter, len(b.lines))
+	for _, bl := range b.lines {
+		b.writers[bl.ssrc] = &legWriter{b: b, video: bl.line.Kind != rtc.KindAudio}
+	}
 	cfg := ans.OfferConfig(leg.Config{LocalUfrag: b.ufrag, LocalPwd: b.pwd, Certificate: p.conf.sfu.legCert,
 		OnRTP: b.onRTP, OnRTCP: b.onRTCP, LoggerFactory: p.conf.sfu.logs})
 	l, err := b.mux.NewOfferLeg(cfg)
@@ -142,7 +147,7 @@ func (b *botLeg) connect(answer string) error {
 	}
 	b.l.Store(l)
 	for _, bl := range b.lines {
-		bd := &binding{ssrc: bl.ssrc, pt: leg.PayloadTypeVP8, w: &legWriter{l: l}}
+		bd := &binding{ssrc: bl.ssrc, pt: leg.PayloadTypeVP8, w: b.writers[bl.ssrc]}
 		if bl.line.Kind == rtc.KindAudio {
 			bd.pt, bd.levelID = leg.PayloadTypeOpus, levels[bl.line.MID]
 		}
@@ -314,22 +319,103 @@ func (v *botFeedback) Loss(ssrc uint32, fraction uint8) {
 	}
 }
 
-func (v *botFeedback) NACK() { v.b.m.nacks.Inc() }
+// NACK resends what the bot asks for of a video line from the line's retransmission buffer.
+func (v *botFeedback) NACK(ssrc uint32, pid, blp uint16) {
+	v.b.m.nacks.Inc()
+	w := v.b.writers[ssrc]
+	l := v.b.l.Load()
+	if w == nil || l == nil {
+		return
+	}
+	if r := w.rtx.Load(); r != nil {
+		v.b.m.retransmits.Add(float64(r.resend(l, pid, blp)))
+	}
+}
 
 // legWriter writes a down track's packets to a bot leg. Only its sink's forward calls it (under
-// the sink's lock), so its packet is its own.
+// the sink's lock), so its packet is its own. A video line keeps what it sends for NACKs.
 type legWriter struct {
-	l   *leg.Leg
-	pkt rtp.Packet
+	b     *botLeg
+	video bool
+	pkt   rtp.Packet
+	rtx   atomic.Pointer[rtxBuffer] // a video line's, made at its first packet
 }
 
 func (w *legWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	l := w.b.l.Load()
+	if l == nil {
+		return 0, leg.ErrNotConnected
+	}
 	w.pkt.Header = *h
 	w.pkt.Payload = payload
-	if err := w.l.WriteRTP(&w.pkt); err != nil {
+	var err error
+	switch {
+	case !w.video:
+		err = l.WriteRTP(&w.pkt)
+	default:
+		r := w.rtx.Load()
+		if r == nil {
+			r = new(rtxBuffer) // once a line, at its first packet: audio-only calls never pay for it
+			w.rtx.Store(r)
+		}
+		err = r.send(l, &w.pkt)
+	}
+	if err != nil {
 		return 0, err
 	}
 	return len(payload), nil
+}
+
+// rtxSlots is how many of the latest video packets a bot's line keeps for its NACKs: about
+// 0.8 s of 720p at 1.5 Mbit/s, several round trips.
+const rtxSlots = 128
+
+// rtxBuffer keeps the latest video packets sent on a bot's line, marshalled, and sends again
+// those a NACK of the bot names (RFC 4585 generic NACK, without RTX: the packet goes again as
+// it was, encrypted with the same SRTP index, which the bot never received).
+type rtxBuffer struct {
+	mu    sync.Mutex
+	slots [rtxSlots]struct {
+		seq uint16
+		n   int // bytes kept; 0: none
+		buf [1500]byte
+	}
+}
+
+// send marshals pkt into its slot and sends it from there (too large a packet is sent, not
+// kept).
+func (r *rtxBuffer) send(l *leg.Leg, pkt *rtp.Packet) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := &r.slots[pkt.SequenceNumber%rtxSlots]
+	n, err := pkt.MarshalTo(s.buf[:])
+	if err != nil {
+		s.n = 0
+		return l.WriteRTP(pkt)
+	}
+	s.seq, s.n = pkt.SequenceNumber, n
+	return l.WriteRawRTP(s.buf[:n])
+}
+
+// resend sends again the kept packets among pid and the 16 after it whose bits blp sets, and
+// returns how many it sent.
+func (r *rtxBuffer) resend(l *leg.Leg, pid, blp uint16) (sent int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range 17 {
+		if i > 0 && blp&(1<<(i-1)) == 0 {
+			continue
+		}
+		seq := pid + uint16(i)
+		s := &r.slots[seq%rtxSlots]
+		if s.n == 0 || s.seq != seq {
+			continue
+		}
+		if l.WriteRawRTP(s.buf[:s.n]) == nil {
+			sent++
+		}
+	}
+	return sent
 }
 
 // botSocket opens a bot leg's UDP socket: a free port of the range, tried from a random one

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -305,6 +306,14 @@ func TestBotLegConnectErrors(t *testing.T) {
 // now builds it), counting the RTP packets it receives; it returns once the leg is connected.
 func legBotEnd(t testing.TB, p *Participant, got *atomic.Int64) *leg.Mux {
 	t.Helper()
+	mux, _ := legBotEndWith(t, p, func(*rtp.Packet) { got.Add(1) }, nil)
+	return mux
+}
+
+// legBotEndWith is legBotEnd with the bot's packets to onRTP (on its Mux's reader), reached
+// through via when it is not nil; it returns the bot's leg too.
+func legBotEndWith(t testing.TB, p *Participant, onRTP func(*rtp.Packet), via *dropRelay) (*leg.Mux, *leg.Leg) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	offer, err := p.Offer(ctx)
@@ -324,12 +333,16 @@ func legBotEnd(t testing.TB, p *Participant, got *atomic.Int64) *leg.Mux {
 		t.Fatal(err)
 	}
 	fp, _ := leg.CertificateFingerprint(cert)
-	_, err = mux.NewLeg(leg.Config{LocalUfrag: "botleg", LocalPwd: "botlegpasswordbotlegpassword", RemoteUfrag: o.Ufrag,
-		RemoteFingerprints: o.Fingerprints, Certificate: cert, OnRTP: func(*rtp.Packet) { got.Add(1) }})
+	l, err := mux.NewLeg(leg.Config{LocalUfrag: "botleg", LocalPwd: "botlegpasswordbotlegpassword", RemoteUfrag: o.Ufrag,
+		RemoteFingerprints: o.Fingerprints, Certificate: cert, OnRTP: onRTP})
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, err := o.Answer(leg.AnswerParams{Ufrag: "botleg", Pwd: "botlegpasswordbotlegpassword", Fingerprint: fp, Candidate: mux.LocalAddr()})
+	candidate := mux.LocalAddr()
+	if via != nil {
+		candidate = via.start(t, candidate)
+	}
+	answer, err := o.Answer(leg.AnswerParams{Ufrag: "botleg", Pwd: "botlegpasswordbotlegpassword", Fingerprint: fp, Candidate: candidate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +352,7 @@ func legBotEnd(t testing.TB, p *Participant, got *atomic.Int64) *leg.Mux {
 	if err := p.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return mux
+	return mux, l
 }
 
 // slotUpstream is an audio upstream whose one sink is the bot's first audio slot (the tests
@@ -480,4 +493,157 @@ func TestBotCandidate(t *testing.T) {
 			t.Errorf("bot socket on %d, outside %d-%d", p, lo, hi)
 		}
 	}
+}
+
+// TestBotLegAnswersNACK: a bot's NACK for video the SFU sent it gets the packets again, as they
+// were (the same sequence numbers and payloads), from the line's retransmission buffer; a NACK
+// for packets too old for it, or for an audio line, gets nothing.
+func TestBotLegAnswersNACK(t *testing.T) {
+	s := newTestSFU(t, Config{})
+	c, _ := s.Conference("nack")
+	bot, err := c.AddBot("bot", BotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[uint16]int{} // video0's sequence numbers, with how often each came
+	var video0 uint32
+	for _, bl := range bot.leg.lines {
+		if bl.line.MID == rtc.VideoMID(0) {
+			video0 = bl.ssrc
+		}
+	}
+	// The relay loses 1290, 1292 and 1297 on their way to the bot (once: not their resends).
+	relay := &dropRelay{drop: map[uint16]bool{1290: true, 1292: true, 1297: true}}
+	mux, botEnd := legBotEndWith(t, bot, func(p *rtp.Packet) {
+		if p.SSRC != video0 {
+			return
+		}
+		mu.Lock()
+		seen[p.SequenceNumber]++
+		mu.Unlock()
+	}, relay)
+	defer func() { _ = mux.Close() }()
+	var track *downTrack
+	for _, bl := range bot.leg.lines {
+		if bl.ssrc == video0 {
+			track = bl.track
+		}
+	}
+	count := func(seq uint16) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[seq]
+	}
+	// 300 packets, paced: all arrive once; the buffer keeps the latest 128.
+	var ext [1]byte
+	payload := []byte{0x90, 0x80, 0x01, 0x9d, 0x01, 0x2a}
+	for i := range 300 {
+		h := rtp.Header{Version: 2, SequenceNumber: uint16(1000 + i), Timestamp: uint32(i) * 3000}
+		if err := track.write(&h, payload, 0xff, &ext); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 9 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// (The first few may come before the bot's end has its SRTP keys, and be dropped there.)
+	eventually(t, "the video packets to arrive", func() bool { return count(1299) == 1 && count(1100) == 1 })
+	if count(1290)+count(1292)+count(1297) != 0 {
+		t.Fatal("the relay did not lose the packets")
+	}
+	nack := func(ssrc uint32, pairs ...rtcp.NackPair) {
+		raw, err := rtcp.Marshal([]rtcp.Packet{&rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: ssrc, Nacks: pairs}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := botEnd.WriteRTCP(raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 1290, and 1292 and 1297 by the bitmap; 1010 is long gone from the buffer.
+	nack(video0, rtcp.NackPair{PacketID: 1290, LostPackets: 1<<1 | 1<<6}, rtcp.NackPair{PacketID: 1010})
+	eventually(t, "the NACKed packets to come", func() bool {
+		return count(1290) == 1 && count(1292) == 1 && count(1297) == 1
+	})
+	if counterValue(s.metrics.retransmits) != 3 || count(1291) != 1 || count(1010) != 1 {
+		t.Fatalf("retransmitted %v; 1291 came %d times, 1010 %d", counterValue(s.metrics.retransmits), count(1291), count(1010))
+	}
+	// An audio line's SSRC: nothing kept, nothing sent.
+	nack(bot.leg.lines[0].ssrc, rtcp.NackPair{PacketID: 1})
+	eventually(t, "the second NACK to be read", func() bool { return counterValue(s.metrics.nacks) == 3 })
+	if counterValue(s.metrics.retransmits) != 3 {
+		t.Fatalf("retransmitted %v after an audio NACK", counterValue(s.metrics.retransmits))
+	}
+
+	// Keeping a sent packet, and answering a NACK (on the reader's side), allocate nothing.
+	seq := uint16(2000)
+	h := &rtp.Header{Version: 2} // the sink's is its own too
+	if n := testing.AllocsPerRun(100, func() {
+		seq++
+		h.SequenceNumber, h.Timestamp = seq, uint32(seq)*3000
+		_ = track.write(h, payload, 0xff, &ext)
+	}); n != 0 {
+		t.Errorf("sending video to a bot: %v allocations a packet", n)
+	}
+	raw, err := rtcp.Marshal([]rtcp.Packet{&rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: video0, Nacks: []rtcp.NackPair{{PacketID: seq - 3, LostPackets: 3}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { bot.leg.onRTCP(raw) }); n != 0 {
+		t.Errorf("answering a NACK: %v allocations", n)
+	}
+}
+
+// dropRelay forwards UDP between an SFU's bot leg and a bot's end, and loses the first copy of
+// each video RTP packet whose sequence number drop names (the RTP header is in the clear in
+// SRTP). The bot's end sees every packet from the relay's address.
+type dropRelay struct {
+	drop map[uint16]bool // guarded by the relay's goroutine
+
+	conn *net.UDPConn
+	bot  netip.AddrPort
+	sfu  netip.AddrPort // the relay goroutine's: learnt from the first packet not from the bot
+}
+
+// start listens on loopback, forwards to and from bot until the test ends, and returns its
+// address.
+func (r *dropRelay) start(t testing.TB, bot netip.AddrPort) netip.AddrPort {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.conn, r.bot = conn, bot
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			b := buf[:n]
+			if from == r.bot {
+				if r.sfu.IsValid() {
+					_, _ = conn.WriteToUDPAddrPort(b, r.sfu)
+				}
+				continue
+			}
+			r.sfu = from
+			if n >= 12 && b[0]>>6 == 2 && b[1]&0x7f == leg.PayloadTypeVP8 {
+				if seq := binary.BigEndian.Uint16(b[2:]); r.drop[seq] {
+					delete(r.drop, seq)
+					continue
+				}
+			}
+			_, _ = conn.WriteToUDPAddrPort(b, r.bot)
+		}
+	}()
+	t.Cleanup(func() {
+		_ = conn.Close()
+		<-done
+	})
+	return netip.MustParseAddrPort(conn.LocalAddr().String())
 }

@@ -615,7 +615,7 @@ func handleFeedback(pkts []rtcp.Packet, fb feedback, m *metrics, now int64) {
 			m.keyframeRequests.Inc()
 			fb.keyframeRequested(now)
 		case *rtcp.TransportLayerNack:
-			m.nacks.Inc()
+			m.nacks.Add(float64(len(p.Nacks)))
 		case *rtcp.ReceiverEstimatedMaximumBitrate:
 			if p.Bitrate > 0 {
 				fb.estimate(int64(p.Bitrate), now)

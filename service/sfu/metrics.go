@@ -24,6 +24,7 @@ type metrics struct {
 	keyframeRequests prometheus.Counter
 	nacks            prometheus.Counter
 	unannounced      prometheus.Counter
+	retransmits      prometheus.Counter
 	loss             prometheus.Histogram
 	participants     prometheus.Gauge
 	conferences      prometheus.Gauge
@@ -46,9 +47,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		keyframeRequests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "sfu",
 			Name: "keyframe_requests_received_total", Help: "PLI and FIR packets received from receivers."}),
 		nacks: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "sfu",
-			Name: "nacks_received_total", Help: "Generic NACK packets received from receivers (answered from the retransmission buffer)."}),
+			Name: "nacks_received_total", Help: "Generic NACK entries received from receivers (answered from the retransmission buffers)."}),
 		unannounced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "sfu",
 			Name: "bot_packets_unannounced_total", Help: "RTP packets from bots with an SSRC their answer did not announce (dropped)."}),
+		retransmits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "sfu",
+			Name: "bot_retransmissions_total", Help: "Video packets sent to bots again for their NACKs."}),
 		loss: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "switchboard", Subsystem: "sfu",
 			Name: "receiver_loss_ratio", Help: "Fraction lost in receivers' reports on forwarded streams.",
 			Buckets: []float64{0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5}}),
@@ -66,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{in, out, outBytes, bad, plis, m.malformedRTCP, m.keyframeRequests,
-		m.nacks, m.unannounced, m.loss, m.participants, m.conferences} {
+		m.nacks, m.unannounced, m.retransmits, m.loss, m.participants, m.conferences} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if errors.As(err, &already) {

@@ -347,7 +347,7 @@ func TestHandleFeedback(t *testing.T) {
 	f := &fbRecorder{}
 	handleFeedback([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: 1}, &rtcp.FullIntraRequest{},
 		&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 1e6}, &rtcp.ReceiverReport{Reports: []rtcp.ReceptionReport{{FractionLost: 30}}},
-		&rtcp.TransportLayerNack{}}, f, m, 0)
+		&rtcp.TransportLayerNack{Nacks: []rtcp.NackPair{{PacketID: 7}}}}, f, m, 0)
 	if f.kf != 2 || f.est != 1 || f.losses != 1 || counterValue(m.nacks) != 1 {
 		t.Fatalf("feedback = %+v nacks %v", f, counterValue(m.nacks))
 	}

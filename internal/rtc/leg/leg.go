@@ -419,9 +419,26 @@ func (l *Leg) WriteRTP(pkt *rtp.Packet) error {
 	if err != nil {
 		return fmt.Errorf("leg: marshal RTP (SSRC %d, seq %d): %w", pkt.SSRC, pkt.SequenceNumber, err)
 	}
-	out, err := k.local.EncryptRTP(l.cipher, l.plain[:n], &l.sendHdr)
+	return l.sendRTP(k, to, l.plain[:n])
+}
+
+// WriteRawRTP is WriteRTP for a packet already marshalled (a retransmission, say): b is not
+// kept.
+func (l *Leg) WriteRawRTP(b []byte) error {
+	l.sendMu.Lock()
+	defer l.sendMu.Unlock()
+	k, to, err := l.sendTarget()
 	if err != nil {
-		return fmt.Errorf("leg: encrypt RTP (SSRC %d, seq %d): %w", pkt.SSRC, pkt.SequenceNumber, err)
+		return err
+	}
+	return l.sendRTP(k, to, b)
+}
+
+// sendRTP encrypts the marshalled packet plain and sends it to to, with l.sendMu held.
+func (l *Leg) sendRTP(k *srtpKeys, to netip.AddrPort, plain []byte) error {
+	out, err := k.local.EncryptRTP(l.cipher, plain, &l.sendHdr)
+	if err != nil {
+		return fmt.Errorf("leg: encrypt RTP (%d bytes): %w", len(plain), err)
 	}
 	if _, err := l.mux.conn.WriteToUDPAddrPort(out, to); err != nil {
 		return fmt.Errorf("leg: send RTP to %s: %w", to, err)

@@ -18,10 +18,10 @@ const (
 // RTCPVisitor gets what WalkRTCP finds, stream by stream (ssrc: the media SSRC the feedback is
 // about, one of the streams the receiver of the RTCP sends).
 type RTCPVisitor interface {
-	KeyFrame(ssrc uint32)             // PLI or FIR
-	Estimate(ssrc uint32, bps uint64) // REMB, once per SSRC it names
-	Loss(ssrc uint32, fraction uint8) // a report block of an SR or RR
-	NACK()                            // a generic NACK
+	KeyFrame(ssrc uint32)              // PLI or FIR
+	Estimate(ssrc uint32, bps uint64)  // REMB, once per SSRC it names
+	Loss(ssrc uint32, fraction uint8)  // a report block of an SR or RR
+	NACK(ssrc uint32, pid, blp uint16) // an entry of a generic NACK: packet pid and the 16 after it whose bits blp sets
 }
 
 // WalkRTCP reads a compound RTCP packet (a leg's OnRTCP buffer) without allocating and tells v
@@ -67,7 +67,10 @@ func WalkRTCP(b []byte, v RTCPVisitor) bool {
 				if len(pkt) < 16 {
 					return false
 				}
-				v.NACK()
+				media := binary.BigEndian.Uint32(pkt[8:])
+				for fci := pkt[12:]; len(fci) >= 4; fci = fci[4:] {
+					v.NACK(media, binary.BigEndian.Uint16(fci), binary.BigEndian.Uint16(fci[2:]))
+				}
 			}
 		case rtcpPSFB:
 			if len(pkt) < 12 {

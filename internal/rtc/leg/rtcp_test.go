@@ -11,7 +11,8 @@ type rtcpSeen struct {
 	keyframes []uint32
 	estimates map[uint32]uint64
 	losses    map[uint32]uint8
-	nacks     int
+	nacks     []rtcp.NackPair // by media SSRC 100 only
+	nackSSRC  []uint32
 }
 
 func newRTCPSeen() *rtcpSeen {
@@ -21,7 +22,10 @@ func newRTCPSeen() *rtcpSeen {
 func (s *rtcpSeen) KeyFrame(ssrc uint32)             { s.keyframes = append(s.keyframes, ssrc) }
 func (s *rtcpSeen) Estimate(ssrc uint32, bps uint64) { s.estimates[ssrc] = bps }
 func (s *rtcpSeen) Loss(ssrc uint32, fraction uint8) { s.losses[ssrc] = fraction }
-func (s *rtcpSeen) NACK()                            { s.nacks++ }
+func (s *rtcpSeen) NACK(ssrc uint32, pid, blp uint16) {
+	s.nackSSRC = append(s.nackSSRC, ssrc)
+	s.nacks = append(s.nacks, rtcp.NackPair{PacketID: pid, LostPackets: rtcp.PacketBitmap(blp)})
+}
 
 // realRTCP is a compound packet as a bot sends it: a receiver report, a NACK, a PLI, a
 // FIR, a REMB and an SDES.
@@ -29,7 +33,7 @@ func realRTCP(t testing.TB) []byte {
 	t.Helper()
 	raw, err := rtcp.Marshal([]rtcp.Packet{
 		&rtcp.ReceiverReport{SSRC: 9, Reports: []rtcp.ReceptionReport{{SSRC: 100, FractionLost: 12}, {SSRC: 101, FractionLost: 200}}},
-		&rtcp.TransportLayerNack{SenderSSRC: 9, MediaSSRC: 100, Nacks: []rtcp.NackPair{{PacketID: 5}}},
+		&rtcp.TransportLayerNack{SenderSSRC: 9, MediaSSRC: 100, Nacks: []rtcp.NackPair{{PacketID: 5}, {PacketID: 40, LostPackets: 0x8001}}},
 		&rtcp.PictureLossIndication{SenderSSRC: 9, MediaSSRC: 102},
 		&rtcp.FullIntraRequest{SenderSSRC: 9, FIR: []rtcp.FIREntry{{SSRC: 103, SequenceNumber: 1}, {SSRC: 104, SequenceNumber: 2}}},
 		&rtcp.ReceiverEstimatedMaximumBitrate{SenderSSRC: 9, Bitrate: 1_500_000, SSRCs: []uint32{102, 103}},
@@ -62,8 +66,12 @@ func TestWalkRTCP(t *testing.T) {
 	if s.estimates[102] != uint64(remb.Bitrate) || s.estimates[103] != uint64(remb.Bitrate) || len(s.estimates) != 2 {
 		t.Errorf("estimates %v, pion reads %v", s.estimates, remb.Bitrate)
 	}
-	if s.losses[100] != 12 || s.losses[101] != 200 || s.losses[105] != 3 || len(s.losses) != 3 || s.nacks != 1 {
-		t.Errorf("losses %v nacks %d", s.losses, s.nacks)
+	if s.losses[100] != 12 || s.losses[101] != 200 || s.losses[105] != 3 || len(s.losses) != 3 {
+		t.Errorf("losses %v", s.losses)
+	}
+	nack := pkts[1].(*rtcp.TransportLayerNack)
+	if len(s.nacks) != 2 || s.nacks[0] != nack.Nacks[0] || s.nacks[1] != nack.Nacks[1] || s.nackSSRC[0] != 100 || s.nackSSRC[1] != 100 {
+		t.Errorf("NACK entries %v for %v, pion reads %v", s.nacks, s.nackSSRC, nack.Nacks)
 	}
 	if n := testing.AllocsPerRun(100, func() { WalkRTCP(raw, nopVisitor{}) }); n != 0 {
 		t.Errorf("%v allocations a compound packet", n)
@@ -82,10 +90,10 @@ func TestWalkRTCP(t *testing.T) {
 
 type nopVisitor struct{}
 
-func (nopVisitor) KeyFrame(uint32)         {}
-func (nopVisitor) Estimate(uint32, uint64) {}
-func (nopVisitor) Loss(uint32, uint8)      {}
-func (nopVisitor) NACK()                   {}
+func (nopVisitor) KeyFrame(uint32)             {}
+func (nopVisitor) Estimate(uint32, uint64)     {}
+func (nopVisitor) Loss(uint32, uint8)          {}
+func (nopVisitor) NACK(uint32, uint16, uint16) {}
 
 // FuzzWalkRTCP: no input makes WalkRTCP panic; what pion/rtcp reads as PLIs and FIRs,
 // WalkRTCP reads as the same key frame requests.
