@@ -352,6 +352,13 @@ func legBotEndWith(t testing.TB, p *Participant, onRTP func(*rtp.Packet), via *d
 	if err := p.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The bot's end too: packets that come before it has its SRTP keys are dropped there (on a
+	// busy machine, a whole burst).
+	select {
+	case <-l.Connected():
+	case <-ctx.Done():
+		t.Fatal("the bot's end of the leg did not connect")
+	}
 	return mux, l
 }
 
