@@ -1,6 +1,7 @@
 package leg
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/pion/rtcp"
@@ -105,6 +106,8 @@ func FuzzWalkRTCP(f *testing.F) {
 		f.Add(raw)
 	}
 	f.Add([]byte{0xa0, 201, 0, 1, 0, 0, 0, 4})
+	nack, _ := (&rtcp.TransportLayerNack{MediaSSRC: 3, Nacks: []rtcp.NackPair{{PacketID: 9, LostPackets: 0x10}, {PacketID: 70}}}).Marshal()
+	f.Add(nack)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := newRTCPSeen()
 		ok := WalkRTCP(b, s)
@@ -113,6 +116,7 @@ func FuzzWalkRTCP(f *testing.F) {
 			return
 		}
 		var want []uint32
+		var wantNACK []rtcp.NackPair
 		for _, p := range pkts {
 			switch p := p.(type) {
 			case *rtcp.PictureLossIndication:
@@ -121,7 +125,12 @@ func FuzzWalkRTCP(f *testing.F) {
 				for _, e := range p.FIR {
 					want = append(want, e.SSRC)
 				}
+			case *rtcp.TransportLayerNack:
+				wantNACK = append(wantNACK, p.Nacks...)
 			}
+		}
+		if !slices.Equal(wantNACK, s.nacks) {
+			t.Fatalf("pion reads NACK entries %v, WalkRTCP %v", wantNACK, s.nacks)
 		}
 		if len(want) != len(s.keyframes) {
 			t.Fatalf("pion reads key frame requests for %v, WalkRTCP for %v", want, s.keyframes)
