@@ -70,7 +70,7 @@ func VP8Codec() webrtc.RTPCodecParameters {
 // NewMediaEngine returns a media engine with exactly the session's codecs (Opus 111, VP8 96),
 // their RTCP feedback, and the header extensions mid, audio level (audio) and transport-wide
 // sequence numbers (video only): the service's engine, which makes the offer. The bot answers
-// with NewBotMediaEngine, which leaves transport-wide congestion control out.
+// with newBotMediaEngine, which leaves transport-wide congestion control out.
 //
 // Audio carries no transport-wide sequence numbers, as in libwebrtc's default: a browser's
 // send-side bandwidth estimate needs its video, and audio is a few percent of the bits. Numbering
@@ -118,7 +118,7 @@ func newMediaEngine(transportCC bool) (*webrtc.MediaEngine, error) {
 // NewInterceptorRegistry returns the service's interceptors (and its browsers'): NACK generation
 // and response (video only, as negotiated), RTCP sender and receiver reports, and transport-wide
 // congestion control (sequence numbers on what is sent, feedback on what is received), which
-// runs only where transport-cc is negotiated (not on bot legs: NewBotInterceptorRegistry). Their logs go to
+// runs only where transport-cc is negotiated (not on bot legs: newBotInterceptorRegistry). Their logs go to
 // slog.Default() (NewInterceptorRegistryWithLogs chooses).
 func NewInterceptorRegistry() (*interceptor.Registry, error) {
 	return NewInterceptorRegistryWithLogs(nil)
@@ -160,7 +160,10 @@ func LoopbackOnly(s *webrtc.SettingEngine) {
 	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 }
 
-// BotTransport is the bot's side of the transport: every call shares Mux (one UDP port).
+// BotTransport is the bot's side of a pion/webrtc transport: every call shares Mux (one UDP
+// port). The SDK's media no longer runs on pion (it runs on package leg); this bot setup
+// (BotSettingEngine, NewBotAPI) remains for the pion answerers of tests (rtctest.BotAPI), which
+// show that the service's end of a bot leg still talks to pion/webrtc.
 type BotTransport struct {
 	Mux ice.UDPMux
 	// PublicIP, if set, replaces the host candidate's address (1:1 NAT in front of the bot).
@@ -238,13 +241,13 @@ func NewAPI(s webrtc.SettingEngine) (*webrtc.API, error) {
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s)), nil
 }
 
-// NewBotMediaEngine is NewMediaEngine for the bot's side of the session: the same codecs, header
+// newBotMediaEngine is NewMediaEngine for the bot's side of the session: the same codecs, header
 // extensions mid and audio level, and RTCP feedback NACK, PLI, FIR and REMB, but no
 // transport-wide congestion control (neither the transport-cc feedback nor its sequence-number
 // header extension). The bot's answer then leaves transport-cc out, so neither side numbers its
 // packets for it or sends feedback: the service estimates bandwidth toward the bot with REMB and
 // reads no transport-cc feedback from bot legs, and the bot's pacing does not use it either.
-func NewBotMediaEngine() (*webrtc.MediaEngine, error) { return newMediaEngine(false) }
+func newBotMediaEngine() (*webrtc.MediaEngine, error) { return newMediaEngine(false) }
 
 // nackAndReports is a registry with the interceptors both sides run: NACK generation and
 // response, and RTCP sender and receiver reports, logging to logs.
@@ -267,11 +270,11 @@ func nackAndReports(logs logging.LoggerFactory) (*interceptor.Registry, error) {
 	return reg, nil
 }
 
-// NewBotInterceptorRegistry returns the bot's interceptors: NACK generation and response and
+// newBotInterceptorRegistry returns the bot's interceptors: NACK generation and response and
 // RTCP sender and receiver reports, as NewInterceptorRegistryWithLogs, without the
-// transport-wide congestion control ones (see NewBotMediaEngine). Their logs go to logs
+// transport-wide congestion control ones (see newBotMediaEngine). Their logs go to logs
 // (NewLoggerFactory(nil) when nil).
-func NewBotInterceptorRegistry(logs logging.LoggerFactory) (*interceptor.Registry, error) {
+func newBotInterceptorRegistry(logs logging.LoggerFactory) (*interceptor.Registry, error) {
 	if logs == nil {
 		logs = NewLoggerFactory(nil)
 	}
@@ -282,14 +285,14 @@ func NewBotInterceptorRegistry(logs logging.LoggerFactory) (*interceptor.Registr
 	return reg, nil
 }
 
-// NewBotAPI builds the bot's pion API: NewBotMediaEngine, NewBotInterceptorRegistry (logging to
+// NewBotAPI builds the bot's pion API: newBotMediaEngine, newBotInterceptorRegistry (logging to
 // the setting engine's LoggerFactory) and the given setting engine (BotSettingEngine).
 func NewBotAPI(s webrtc.SettingEngine) (*webrtc.API, error) {
-	m, err := NewBotMediaEngine()
+	m, err := newBotMediaEngine()
 	if err != nil {
 		return nil, err
 	}
-	reg, err := NewBotInterceptorRegistry(s.LoggerFactory)
+	reg, err := newBotInterceptorRegistry(s.LoggerFactory)
 	if err != nil {
 		return nil, err
 	}

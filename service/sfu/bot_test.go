@@ -3,9 +3,11 @@ package sfu
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -13,8 +15,9 @@ import (
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 )
 
-// testBot is the bot's end of a bot leg in tests: it answers the SFU's offer, records what each
-// m-line receives and sends audio on the first audio line.
+// testBot is the bot's end of a bot leg in tests (pion/webrtc): it answers the SFU's offer,
+// records what each m-line receives and sends audio on the first audio line; with video, it
+// also sends VP8 on the first video line and counts the key frame requests about it.
 type testBot struct {
 	pc       *webrtc.PeerConnection
 	mu       sync.Mutex
@@ -23,9 +26,25 @@ type testBot struct {
 	tagSeen  map[uint32]map[byte]int   // CSRC[0] → first payload byte → packets
 	wg       sync.WaitGroup
 	stop     chan struct{}
+
+	video *webrtc.TrackLocalStaticRTP // nil: audio only
+	plis  atomic.Int32                // PLIs the SFU sent about video
 }
 
+// connectBot connects an audio-only test bot to p.
 func connectBot(t *testing.T, api *webrtc.API, p *Participant) *testBot {
+	t.Helper()
+	return dialBot(t, api, p, false)
+}
+
+// connectVideoBot connects a test bot that sends video too (the packets' first VP8 payload byte
+// after its header is 'V') and waits until the leg is up.
+func connectVideoBot(t *testing.T, api *webrtc.API, p *Participant) *testBot {
+	t.Helper()
+	return dialBot(t, api, p, true)
+}
+
+func dialBot(t *testing.T, api *webrtc.API, p *Participant, video bool) *testBot {
 	t.Helper()
 	b := &testBot{byMID: make(map[string]*recvStream), csrcSeen: make(map[string]map[uint32]int),
 		tagSeen: make(map[uint32]map[byte]int), stop: make(chan struct{})}
@@ -59,7 +78,7 @@ func connectBot(t *testing.T, api *webrtc.API, p *Participant) *testBot {
 		t.Fatal(err)
 	}
 	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		t.Fatal(err)
+		t.Fatalf("pion refused the offer: %v\n%s", err, offer)
 	}
 	audio, err := webrtc.NewTrackLocalStaticRTP(rtc.OpusCodec().RTPCodecCapability, "bot-audio", "bot")
 	if err != nil {
@@ -69,12 +88,41 @@ func connectBot(t *testing.T, api *webrtc.API, p *Participant) *testBot {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var vSender *webrtc.RTPSender
+	if video {
+		if b.video, err = webrtc.NewTrackLocalStaticRTP(rtc.VP8Codec().RTPCodecCapability, "bot-video", "bot"); err != nil {
+			t.Fatal(err)
+		}
+		if vSender, err = b.pc.AddTrack(b.video); err != nil {
+			t.Fatal(err)
+		}
+	}
 	answer, err := rtc.CompleteAnswer(ctx, b.pc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Connect(ctx, answer); err != nil {
 		t.Fatal(err)
+	}
+	if video {
+		if err := p.WaitConnected(ctx); err != nil {
+			t.Fatal(err)
+		}
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			for {
+				pkts, _, err := vSender.ReadRTCP()
+				if err != nil {
+					return
+				}
+				for _, q := range pkts {
+					if _, ok := q.(*rtcp.PictureLossIndication); ok {
+						b.plis.Add(1)
+					}
+				}
+			}
+		}()
 	}
 	levelID := extID(sender.GetParameters().RTPParameters, sdp.AudioLevelURI)
 	b.wg.Add(1)
@@ -94,6 +142,12 @@ func connectBot(t *testing.T, api *webrtc.API, p *Participant) *testBot {
 				_ = pkt.Header.SetExtension(levelID, []byte{90})
 			}
 			_ = audio.WriteRTP(pkt)
+			if video && seq%3 == 0 {
+				pic := seq / 3
+				payload := vp8TestPayload(pic, pic%10 == 1, 0)
+				payload[4+10] = 'V'
+				_ = b.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: pic, Timestamp: uint32(pic) * 6000, Marker: true}, Payload: payload})
+			}
 		}
 	}()
 	return b

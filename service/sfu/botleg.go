@@ -28,7 +28,7 @@ type botLeg struct {
 	ufrag, pwd string
 	offer      string
 	lines      []botLine
-	fb         map[uint32]feedback // the SFU's outgoing SSRC on each line → its sink's feedback (fixed at creation)
+	out        map[uint32]*botLine // the lines by the SFU's SSRC on each (fixed at creation)
 	m          *metrics
 
 	l      atomic.Pointer[leg.Leg] // set by Connect
@@ -37,15 +37,18 @@ type botLeg struct {
 
 	// The reader's own (set by Connect before the leg exists).
 	in       []botInbound
-	writers  map[uint32]*legWriter // by the SFU's SSRC on each line (NACKs are answered from them)
-	feedback botFeedback           // onRTCP's visitor (a field: on the stack it would escape to the heap)
+	feedback botFeedback // onRTCP's visitor (a field: on the stack it would escape to the heap)
 }
 
-// botLine is one m-line of the leg and what the SFU sends on it.
+// botLine is one m-line of the leg and what the SFU sends on it: the down track, the feedback
+// of its sink (key frame requests, estimates and loss reports about it go there) and the
+// writer that sends its packets on the leg (and answers NACKs about them).
 type botLine struct {
 	line  rtc.Line
 	ssrc  uint32
 	track *downTrack
+	fb    feedback
+	w     *legWriter
 }
 
 // botInbound is one stream the bot announced in its answer: its upstream once its first packet
@@ -66,7 +69,7 @@ func (p *Participant) newBotLeg(tracks []*downTrack, fbs []feedback) (*botLeg, e
 	if err != nil {
 		return nil, fmt.Errorf("sfu: bot %q: %w", p.id, err)
 	}
-	b := &botLeg{p: p, mux: leg.NewMux(conn), fb: make(map[uint32]feedback), m: s.metrics}
+	b := &botLeg{p: p, mux: leg.NewMux(conn), out: make(map[uint32]*botLine), m: s.metrics}
 	fail := func(err error) (*botLeg, error) {
 		_ = b.mux.Close()
 		return nil, err
@@ -75,13 +78,16 @@ func (p *Participant) newBotLeg(tracks []*downTrack, fbs []feedback) (*botLeg, e
 		return fail(fmt.Errorf("sfu: bot %q: %w", p.id, err))
 	}
 	var offer []leg.OfferLine
-	for i, line := range p.layout.Lines() {
-		ssrc, err := leg.NewSSRC(func(s uint32) bool { return b.fb[s] != nil })
+	lines := p.layout.Lines()
+	b.lines = make([]botLine, 0, len(lines)) // b.out points into it
+	for i, line := range lines {
+		ssrc, err := leg.NewSSRC(func(s uint32) bool { return b.out[s] != nil })
 		if err != nil {
 			return fail(fmt.Errorf("sfu: bot %q: %w", p.id, err))
 		}
-		b.lines = append(b.lines, botLine{line: line, ssrc: ssrc, track: tracks[i]})
-		b.fb[ssrc] = fbs[i]
+		b.lines = append(b.lines, botLine{line: line, ssrc: ssrc, track: tracks[i], fb: fbs[i],
+			w: &legWriter{b: b, video: line.Kind != rtc.KindAudio}})
+		b.out[ssrc] = &b.lines[len(b.lines)-1]
 		ol := leg.OfferLine{Kind: "video", MID: line.MID, Direction: "sendonly", SSRC: ssrc}
 		if line.Kind == rtc.KindAudio {
 			ol.Kind = "audio"
@@ -135,10 +141,6 @@ func (b *botLeg) connect(answer string) error {
 		return fmt.Errorf("sfu: connect bot %q: %w", p.id, ErrAlreadyConnected)
 	}
 	b.in = in
-	b.writers = make(map[uint32]*legWriter, len(b.lines))
-	for _, bl := range b.lines {
-		b.writers[bl.ssrc] = &legWriter{b: b, video: bl.line.Kind != rtc.KindAudio}
-	}
 	cfg := ans.OfferConfig(leg.Config{LocalUfrag: b.ufrag, LocalPwd: b.pwd, Certificate: p.conf.sfu.legCert,
 		OnRTP: b.onRTP, OnRTCP: b.onRTCP, LoggerFactory: p.conf.sfu.logs})
 	l, err := b.mux.NewOfferLeg(cfg)
@@ -147,7 +149,7 @@ func (b *botLeg) connect(answer string) error {
 	}
 	b.l.Store(l)
 	for _, bl := range b.lines {
-		bd := &binding{ssrc: bl.ssrc, pt: leg.PayloadTypeVP8, w: b.writers[bl.ssrc]}
+		bd := &binding{ssrc: bl.ssrc, pt: leg.PayloadTypeVP8, w: bl.w}
 		if bl.line.Kind == rtc.KindAudio {
 			bd.pt, bd.levelID = leg.PayloadTypeOpus, levels[bl.line.MID]
 		}
@@ -300,34 +302,34 @@ type botFeedback struct {
 }
 
 func (v *botFeedback) KeyFrame(ssrc uint32) {
-	if fb := v.b.fb[ssrc]; fb != nil {
+	if bl := v.b.out[ssrc]; bl != nil {
 		v.b.m.keyframeRequests.Inc()
-		fb.keyframeRequested(v.now)
+		bl.fb.keyframeRequested(v.now)
 	}
 }
 
 func (v *botFeedback) Estimate(ssrc uint32, bps uint64) {
-	if fb := v.b.fb[ssrc]; fb != nil && bps > 0 {
-		fb.estimate(int64(min(bps, math.MaxInt64)), v.now)
+	if bl := v.b.out[ssrc]; bl != nil && bps > 0 {
+		bl.fb.estimate(int64(min(bps, math.MaxInt64)), v.now)
 	}
 }
 
 func (v *botFeedback) Loss(ssrc uint32, fraction uint8) {
-	if fb := v.b.fb[ssrc]; fb != nil {
+	if bl := v.b.out[ssrc]; bl != nil {
 		v.b.m.loss.Observe(float64(fraction) / 256)
-		fb.loss(fraction, v.now)
+		bl.fb.loss(fraction, v.now)
 	}
 }
 
 // NACK resends what the bot asks for of a video line from the line's retransmission buffer.
 func (v *botFeedback) NACK(ssrc uint32, pid, blp uint16) {
 	v.b.m.nacks.Inc()
-	w := v.b.writers[ssrc]
+	bl := v.b.out[ssrc]
 	l := v.b.l.Load()
-	if w == nil || l == nil {
+	if bl == nil || l == nil {
 		return
 	}
-	if r := w.rtx.Load(); r != nil {
+	if r := bl.w.rtx.Load(); r != nil {
 		v.b.m.retransmits.Add(float64(r.resend(l, pid, blp)))
 	}
 }

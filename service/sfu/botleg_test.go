@@ -14,148 +14,13 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/sdp/v3"
-	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
 	"github.com/switchboard-rtc/switchboard/internal/rtc/leg"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
 )
-
-// sdkBotAPI is the pion API of a bot built as the SDK built it before the leg: ICE-lite on a UDP
-// mux of its own on 127.0.0.1, DTLS server, rtc.NewBotAPI (no transport-cc).
-func sdkBotAPI(t *testing.T) *webrtc.API {
-	t.Helper()
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := conn.LocalAddr().(*net.UDPAddr).Port
-	umux := webrtc.NewICEUDPMux(nil, conn)
-	t.Cleanup(func() { _ = umux.Close() })
-	se, err := rtc.BotSettingEngine(rtc.BotTransport{Mux: umux, InternalPort: port, PublicPort: port, Loopback: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := rtc.NewBotAPI(se)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return api
-}
-
-// videoBot is an SDK-built pion bot that sends audio on audio0 and VP8 on video0, records what
-// it receives by mid, and counts the key frame requests the SFU sends about its video.
-type videoBot struct {
-	*testBot
-	video *webrtc.TrackLocalStaticRTP
-	plis  atomic.Int32
-}
-
-func connectVideoBot(t *testing.T, api *webrtc.API, p *Participant) *videoBot {
-	t.Helper()
-	b := &videoBot{testBot: &testBot{byMID: make(map[string]*recvStream), csrcSeen: make(map[string]map[uint32]int),
-		tagSeen: make(map[uint32]map[byte]int), stop: make(chan struct{})}}
-	var err error
-	if b.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
-		t.Fatal(err)
-	}
-	b.pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
-		mid := ""
-		for _, x := range b.pc.GetTransceivers() {
-			if x.Receiver() == recv {
-				mid = x.Mid()
-			}
-		}
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			for {
-				pkt, _, err := tr.ReadRTP()
-				if err != nil {
-					return
-				}
-				b.record(mid, tr.Kind(), pkt)
-			}
-		}()
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	offer, err := p.Offer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		t.Fatalf("pion refused the offer: %v\n%s", err, offer)
-	}
-	audio, err := webrtc.NewTrackLocalStaticRTP(rtc.OpusCodec().RTPCodecCapability, "bot-audio", "bot")
-	if err != nil {
-		t.Fatal(err)
-	}
-	aSender, err := b.pc.AddTrack(audio)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.video, err = webrtc.NewTrackLocalStaticRTP(rtc.VP8Codec().RTPCodecCapability, "bot-video", "bot"); err != nil {
-		t.Fatal(err)
-	}
-	vSender, err := b.pc.AddTrack(b.video)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, err := rtc.CompleteAnswer(ctx, b.pc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Connect(ctx, answer); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			pkts, _, err := vSender.ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, q := range pkts {
-				if _, ok := q.(*rtcp.PictureLossIndication); ok {
-					b.plis.Add(1)
-				}
-			}
-		}
-	}()
-	levelID := extID(aSender.GetParameters().RTPParameters, sdp.AudioLevelURI)
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for seq := uint16(1); ; seq++ {
-			select {
-			case <-b.stop:
-				return
-			case <-tick.C:
-			}
-			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: []byte{'Z', 1, 2, 3}}
-			if levelID != 0 {
-				_ = pkt.Header.SetExtension(levelID, []byte{90})
-			}
-			_ = audio.WriteRTP(pkt)
-			if seq%3 == 0 {
-				pic := seq / 3
-				payload := vp8TestPayload(pic, pic%10 == 1, 0)
-				payload[4+10] = 'V'
-				_ = b.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: pic, Timestamp: uint32(pic) * 6000, Marker: true}, Payload: payload})
-			}
-		}
-	}()
-	return b
-}
 
 // TestBotLegSDKAnswerer: a bot answering as the SDK's pion/webrtc did (ICE-lite, DTLS server,
 // no transport-cc) on the SFU's leg: it hears the browser on an audio slot, the browser hears
@@ -176,7 +41,7 @@ func TestBotLegSDKAnswerer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bot := connectVideoBot(t, sdkBotAPI(t), botP)
+	bot := connectVideoBot(t, rtctest.BotAPI(t), botP)
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -381,24 +246,35 @@ func BenchmarkForwardAudioLeg(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { _ = s.Close() }()
-	c, _ := s.Conference("bench")
-	bot, err := c.AddBot("bot", BotOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
 	var got atomic.Int64
-	mux := legBotEnd(b, bot, &got)
-	defer func() { _ = mux.Close() }()
-	u := slotUpstream(s, bot)
+	_, u := legBotSlot(b, s, &got)
 	pkt := audioPacket(0)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		seq := uint16(30000 + i)
-		binary.BigEndian.PutUint16(pkt[2:], seq)
-		binary.BigEndian.PutUint32(pkt[4:], uint32(seq)*960)
-		u.handle(pkt, time.Now().UnixNano())
+		forwardAudio(u, pkt, uint16(30000+i))
 	}
+}
+
+// legBotSlot adds a bot whose end is a leg (got counts the packets it receives) to a conference
+// of s, and returns it with an audio upstream of the caller's own onto its first slot.
+func legBotSlot(tb testing.TB, s *SFU, got *atomic.Int64) (*Participant, *upstream) {
+	tb.Helper()
+	c, _ := s.Conference("leg")
+	bot, err := c.AddBot("bot", BotOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	mux := legBotEnd(tb, bot, got)
+	tb.Cleanup(func() { _ = mux.Close() })
+	return bot, slotUpstream(s, bot)
+}
+
+// forwardAudio hands u the audio packet pkt as its sequence number seq.
+func forwardAudio(u *upstream, pkt []byte, seq uint16) {
+	binary.BigEndian.PutUint16(pkt[2:], seq)
+	binary.BigEndian.PutUint32(pkt[4:], uint32(seq)*960)
+	u.handle(pkt, time.Now().UnixNano())
 }
 
 // TestForwardLegZeroAllocs: forwarding to a bot through its leg (rewrite, SRTP, send) and
@@ -406,36 +282,25 @@ func BenchmarkForwardAudioLeg(b *testing.B) {
 // the packets arrive.
 func TestForwardLegZeroAllocs(t *testing.T) {
 	s := newTestSFU(t, Config{})
-	c, _ := s.Conference("allocs")
-	bot, err := c.AddBot("bot", BotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got atomic.Int64
-	mux := legBotEnd(t, bot, &got)
-	defer func() { _ = mux.Close() }()
-	u := slotUpstream(s, bot)
+	bot, u := legBotSlot(t, s, &got)
 	pkt := audioPacket(0)
 	seq := uint16(30000)
 	before := got.Load()
 	if n := testing.AllocsPerRun(200, func() {
 		seq++
-		binary.BigEndian.PutUint16(pkt[2:], seq)
-		binary.BigEndian.PutUint32(pkt[4:], uint32(seq)*960)
-		u.handle(pkt, time.Now().UnixNano())
+		forwardAudio(u, pkt, seq)
 	}); n != 0 {
 		t.Errorf("forwarding to a bot leg: %v allocations a packet", n)
 	}
-	// A burst of 201 packets may overflow the bot's socket buffer on a busy machine (and some
-	// did, under -race with the cores taken); paced, every packet must arrive.
+	// A burst of 201 packets may overflow the bot's socket buffer on a busy machine; paced, every
+	// packet must arrive.
 	eventually(t, "the bot's leg to receive some of them", func() bool { return got.Load() > before })
 	time.Sleep(100 * time.Millisecond) // what of the burst is still on its way
 	before = got.Load()
 	for range 50 {
 		seq++
-		binary.BigEndian.PutUint16(pkt[2:], seq)
-		binary.BigEndian.PutUint32(pkt[4:], uint32(seq)*960)
-		u.handle(pkt, time.Now().UnixNano())
+		forwardAudio(u, pkt, seq)
 		time.Sleep(time.Millisecond)
 	}
 	eventually(t, "the bot's leg to receive 50 paced packets", func() bool { return got.Load()-before >= 50 })
@@ -456,7 +321,7 @@ func TestForwardLegZeroAllocs(t *testing.T) {
 	}
 
 	// A packet of an SSRC the answer did not announce: dropped, counted.
-	bl.m, bl.fb = s.metrics, map[uint32]feedback{}
+	bl.m, bl.out = s.metrics, map[uint32]*botLine{}
 	stray := p
 	stray.SSRC = 2222
 	bl.onRTP(&stray)

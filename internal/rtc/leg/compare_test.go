@@ -3,7 +3,6 @@ package leg
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
 )
 
 // counter counts received packets and wakes the sender when a target is reached.
@@ -96,7 +96,7 @@ func sendAndCount(b *testing.B, p *pionOffer, c *counter, burst int) {
 
 // BenchmarkLoopbackReceive compares the receiving end of a bot leg on loopback, pion/webrtc
 // offerer (as the service builds it) → leg, or → pion/webrtc answerer (as the SDK builds it:
-// BotSettingEngine on an ICE UDP mux, NewBotAPI, Read into a reused buffer).
+// rtctest.BotAPI, Read into a reused buffer).
 func BenchmarkLoopbackReceive(b *testing.B) {
 	b.Run("leg", func(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -121,20 +121,7 @@ func BenchmarkLoopbackReceive(b *testing.B) {
 	b.Run("pion", func(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		iceMux := webrtc.NewICEUDPMux(nil, conn)
-		defer iceMux.Close()
-		se, err := rtc.BotSettingEngine(rtc.BotTransport{Mux: iceMux, Loopback: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		api, err := rtc.NewBotAPI(se)
-		if err != nil {
-			b.Fatal(err)
-		}
+		api := rtctest.BotAPI(b)
 		p := newPionOffer(b, ctx)
 		bot, err := api.NewPeerConnection(webrtc.Configuration{})
 		if err != nil {

@@ -3,7 +3,6 @@ package leg
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
 )
 
 // layoutLines are the m-lines of rtc's default layout as the service offers them: sendrecv on
@@ -152,20 +152,7 @@ func newMidAnswer(t *testing.T, ctx context.Context, offer string, sdkWay bool) 
 	var api *webrtc.API
 	var err error
 	if sdkWay {
-		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := conn.LocalAddr().(*net.UDPAddr).Port
-		umux := webrtc.NewICEUDPMux(nil, conn)
-		t.Cleanup(func() { _ = umux.Close() })
-		se, err := rtc.BotSettingEngine(rtc.BotTransport{Mux: umux, InternalPort: port, PublicPort: port, Loopback: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if api, err = rtc.NewBotAPI(se); err != nil {
-			t.Fatal(err)
-		}
+		api = rtctest.BotAPI(t)
 	} else if api, err = rtc.NewAPI(rtc.ServiceSettingEngine(true)); err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,10 @@
 package leg
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/pion/sdp/v3"
@@ -59,24 +58,13 @@ func BuildOffer(p OfferParams) (string, error) {
 	if len(p.Lines) == 0 {
 		return "", fmt.Errorf("leg: offer without m-lines: %w", ErrBadConfig)
 	}
-	cname := p.CNAME
-	if cname == "" {
-		cname = "switchboard"
-	}
+	cname := cnameOr(p.CNAME)
 	if strings.ContainsAny(cname, " \t\r\n") {
 		return "", fmt.Errorf("leg: offer CNAME %q is not one token: %w", cname, ErrBadConfig)
 	}
-	var sid [8]byte
-	if _, err := rand.Read(sid[:]); err != nil {
-		return "", fmt.Errorf("leg: offer session id: %w", err)
-	}
-	d := &sdp.SessionDescription{
-		Origin: sdp.Origin{
-			Username: "-", SessionID: binary.BigEndian.Uint64(sid[:]) >> 2, SessionVersion: 1,
-			NetworkType: "IN", AddressType: "IP4", UnicastAddress: "0.0.0.0",
-		},
-		SessionName:      "-",
-		TimeDescriptions: []sdp.TimeDescription{{}},
+	d, err := newSession(1)
+	if err != nil {
+		return "", fmt.Errorf("leg: offer: %w", err)
 	}
 	d.WithValueAttribute("msid-semantic", "WMS *").
 		WithFingerprint(p.Fingerprint.Algorithm, p.Fingerprint.Value)
@@ -120,9 +108,7 @@ func offerMedia(line OfferLine) (*sdp.MediaDescription, error) {
 	if line.MID == "" || strings.ContainsAny(line.MID, " \t\r\n") {
 		return nil, fmt.Errorf("leg: offer line mid %q: %w", line.MID, ErrBadConfig)
 	}
-	switch line.Direction {
-	case "sendonly", "sendrecv", "recvonly", "inactive":
-	default:
+	if !validDirection(line.Direction) {
 		return nil, fmt.Errorf("leg: offer line %s direction %q: %w", line.MID, line.Direction, ErrBadConfig)
 	}
 	m := &sdp.MediaDescription{MediaName: sdp.MediaName{Protos: []string{"UDP", "TLS", "RTP", "SAVPF"}}}
@@ -136,8 +122,8 @@ func offerMedia(line OfferLine) (*sdp.MediaDescription, error) {
 	case "video":
 		m.MediaName.Media = "video"
 		m.WithCodec(PayloadTypeVP8, "VP8", 90000, 0, "")
-		for _, fb := range []string{"nack", "nack pli", "ccm fir", "goog-remb"} {
-			m.WithValueAttribute("rtcp-fb", fmt.Sprintf("%d %s", PayloadTypeVP8, fb))
+		for _, fb := range vp8Feedback {
+			m.WithValueAttribute("rtcp-fb", strconv.Itoa(PayloadTypeVP8)+" "+fb)
 		}
 		m.WithExtMap(sdp.ExtMap{Value: ExtensionIDMID, URI: mustURL(uriMID)})
 	default:

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-rtc/switchboard/internal/rtc"
+	"github.com/switchboard-rtc/switchboard/internal/rtc/rtctest"
 )
 
 // stream collects what a leg's callbacks get: RTP packets (payload copied) and whether RTCP came.
@@ -161,8 +161,8 @@ func TestOfferLegToLeg(t *testing.T) {
 }
 
 // pionAnswer is a pion/webrtc answerer built as the SDK's media platform builds it:
-// rtc.BotSettingEngine on a UDP mux on 127.0.0.1 (ICE-lite, DTLS server), rtc.NewBotAPI, a
-// track on the first audio m-line, rtc.CompleteAnswer.
+// rtctest.BotAPI (ICE-lite on a UDP mux on 127.0.0.1, DTLS server), a track on the first audio
+// m-line, rtc.CompleteAnswer.
 type pionAnswer struct {
 	pc       *webrtc.PeerConnection
 	track    *webrtc.TrackLocalStaticRTP
@@ -173,21 +173,7 @@ type pionAnswer struct {
 
 func newPionAnswer(t *testing.T, ctx context.Context, offer string) *pionAnswer {
 	t.Helper()
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := conn.LocalAddr().(*net.UDPAddr).Port
-	umux := webrtc.NewICEUDPMux(nil, conn)
-	se, err := rtc.BotSettingEngine(rtc.BotTransport{Mux: umux, InternalPort: port, PublicPort: port, Loopback: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := rtc.NewBotAPI(se)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := rtctest.BotAPI(t).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +181,6 @@ func newPionAnswer(t *testing.T, ctx context.Context, offer string) *pionAnswer 
 	t.Cleanup(func() {
 		_ = pc.Close()
 		p.readers.Wait()
-		_ = umux.Close()
 	})
 	pc.OnTrack(func(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { readTrack(&p.readers, track, p.received) })
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {

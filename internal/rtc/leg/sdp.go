@@ -20,7 +20,7 @@ const (
 	opusFmtp = "minptime=10;useinbandfec=1"
 )
 
-// vp8Feedback is the RTCP feedback the answer accepts on VP8: what the offer's layout has but
+// vp8Feedback is the RTCP feedback on VP8, offered and accepted: what pion offers but
 // transport-cc (not on this leg).
 var vp8Feedback = []string{"nack", "nack pli", "ccm fir", "goog-remb"}
 
@@ -157,7 +157,7 @@ type AnswerParams struct {
 	// An audio m-line it does not name is answered with its offered direction reversed, a video
 	// m-line inactive.
 	Directions map[string]string
-	// CNAME of the leg's streams; "switchboard" if empty.
+	// CNAME of the leg's streams; defaultCNAME if empty.
 	CNAME string
 }
 
@@ -172,21 +172,10 @@ func (o *Offer) Answer(p AnswerParams) (string, error) {
 	if p.Ufrag == "" || p.Pwd == "" || p.Fingerprint.Value == "" || !p.Candidate.IsValid() {
 		return "", fmt.Errorf("leg: answer needs ICE credentials, a fingerprint and a candidate: %w", ErrBadAnswerParams)
 	}
-	cname := p.CNAME
-	if cname == "" {
-		cname = "switchboard"
-	}
-	var sid [8]byte
-	if _, err := rand.Read(sid[:]); err != nil {
-		return "", fmt.Errorf("leg: answer session id: %w", err)
-	}
-	ans := &sdp.SessionDescription{
-		Origin: sdp.Origin{
-			Username: "-", SessionID: binary.BigEndian.Uint64(sid[:]) >> 2, SessionVersion: 2,
-			NetworkType: "IN", AddressType: "IP4", UnicastAddress: "0.0.0.0",
-		},
-		SessionName:      "-",
-		TimeDescriptions: []sdp.TimeDescription{{}},
+	cname := cnameOr(p.CNAME)
+	ans, err := newSession(2)
+	if err != nil {
+		return "", fmt.Errorf("leg: answer: %w", err)
 	}
 	ans.WithPropertyAttribute("ice-lite")
 	candidate := hostCandidate(p.Candidate)
@@ -228,12 +217,10 @@ func (o *Offer) Answer(p AnswerParams) (string, error) {
 			continue
 		}
 		if d, ok := p.Directions[mid]; ok {
-			switch d {
-			case "sendrecv", "sendonly", "recvonly", "inactive":
-				dir = d
-			default:
+			if !validDirection(d) {
 				return "", fmt.Errorf("leg: answer direction %q for m-line %q: %w", d, mid, ErrBadAnswerParams)
 			}
+			dir = d
 		}
 		ssrc, sends := p.SSRC[mid]
 		if !sends {
@@ -267,6 +254,43 @@ func (o *Offer) Answer(p AnswerParams) (string, error) {
 		return "", fmt.Errorf("leg: write answer: %w", err)
 	}
 	return string(out), nil
+}
+
+// defaultCNAME names a leg's streams when the caller gives no CNAME.
+const defaultCNAME = "switchboard"
+
+// cnameOr is cname, or defaultCNAME when it is empty.
+func cnameOr(cname string) string {
+	if cname == "" {
+		return defaultCNAME
+	}
+	return cname
+}
+
+// newSession is the session level of an offer or answer a leg writes: a random session id,
+// the given version, no connection data of its own.
+func newSession(version uint64) (*sdp.SessionDescription, error) {
+	var sid [8]byte
+	if _, err := rand.Read(sid[:]); err != nil {
+		return nil, fmt.Errorf("session id: %w", err)
+	}
+	return &sdp.SessionDescription{
+		Origin: sdp.Origin{
+			Username: "-", SessionID: binary.BigEndian.Uint64(sid[:]) >> 2, SessionVersion: version,
+			NetworkType: "IN", AddressType: "IP4", UnicastAddress: "0.0.0.0",
+		},
+		SessionName:      "-",
+		TimeDescriptions: []sdp.TimeDescription{{}},
+	}, nil
+}
+
+// validDirection reports whether d is an SDP direction attribute.
+func validDirection(d string) bool {
+	switch d {
+	case "sendrecv", "sendonly", "recvonly", "inactive":
+		return true
+	}
+	return false
 }
 
 // hostCandidate is the a=candidate value of a leg's one host candidate.
